@@ -1,0 +1,29 @@
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+import vad  # noqa: F401  (sets the offline environment variables before anything else loads)
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def manual_line(instruction="请解释什么是诚信，并举一个日常生活中的例子。", output=None, level="person", value="诚信",
+                input="", **extra) -> str:
+    obj = {"instruction": instruction, "input": input,
+           "output": output if output is not None else "诚信是指诚实守信，说到做到。比如借了朋友的钱，按约定的时间归还，就是诚信的表现。",
+           "categorization": {"level": level, "value": value}, **extra}
+    return json.dumps(obj, ensure_ascii=False)
+
+
+@pytest.fixture
+def mini_project(tmp_path, monkeypatch):
+    """A project folder with the real code layout (dvc.yaml, params, suites, stages) and empty raw data."""
+    for name in ("dvc.yaml", "params.yaml"):
+        shutil.copy(ROOT / name, tmp_path / name)
+    for d in ("expectations", "stages"):
+        shutil.copytree(ROOT / d, tmp_path / d)
+    (tmp_path / "data/raw/manual").mkdir(parents=True)
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
