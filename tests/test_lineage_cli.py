@@ -1,0 +1,79 @@
+"""`vad trace` / `vad why` on a small build made by the real ingest, merge and export code."""
+import json
+import subprocess
+import sys
+
+from conftest import ROOT, manual_line
+from vad.export import export
+from vad.ingest import ingest_manual
+from vad.io import write_jsonl
+from vad.ledger import StageRun
+from vad.merge import merge
+from vad.params import load_params
+
+PARAMS = load_params(ROOT / "params.yaml")
+
+
+def build(project):
+    qa = [("邻居装修太吵，我该怎么沟通？", "先选一个双方都方便的时间当面聊，说明噪音对休息的影响，再一起商量施工时段。"),
+          ("同学考试作弊被我看到了，要不要告诉老师？", "可以先私下提醒同学作弊的后果，如果情况严重，再如实向老师反映，这是对公平负责。"),
+          ("公司要求加班却不给加班费，合法吗？", "按照劳动法，安排延长工作时间应当支付加班费。可以先和人事沟通，必要时申请劳动仲裁。"),
+          ("怎样给小学生解释什么是民主？", "可以用班级选班长做例子：大家一起提名、投票，少数服从多数，同时尊重少数人的意见。"),
+          ("网上看到有人造谣地震，我该转发吗？", "不要转发未经证实的消息。可以查看官方发布的信息，并向平台举报谣言。"),
+          ("如何培养孩子的诚信意识？", "家长以身作则，说到做到；孩子犯错主动承认时给予肯定，而不是只盯着惩罚。"),
+          ("老人摔倒了要不要扶？", "先观察伤情并拨打急救电话，可以请旁人帮忙录像留证，在专业指导下帮助老人。"),
+          ("农村青年回乡创业有哪些方向？", "可以结合当地特色农产品做电商、发展乡村旅游，或者做农机服务，先从小规模试点开始。"),
+          ("垃圾分类有什么意义？", "垃圾分类能减少填埋量、提高资源回收率，也能减少土壤和水源污染，是人与自然和谐相处的小事。"),
+          ("如何理性表达爱国情感？", "了解历史、关注国家发展，用实际行动做好本职工作；对外交流时尊重他人，不搞网络骂战。")]
+    lines = [manual_line(instruction=q, output=a, value="友善") for q, a in qa]
+    near = json.loads(lines[3])
+    near["output"] = near["output"].rstrip("。") + "，这很重要。"
+    lines.append(json.dumps(near, ensure_ascii=False))
+    (project / "data/raw/manual/a.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    run = StageRun("ingest_manual", root=project)
+    kept = ingest_manual([project / "data/raw/manual/a.jsonl"], project, PARAMS["ingest"], run)
+    run.finish({"build/ingest/manual.jsonl": kept})
+    mrun = StageRun("merge", root=project)
+    merged = merge([kept], PARAMS["merge"], mrun)
+    mrun.finish({"build/merge/merged.jsonl": merged})
+    export(merged, project / "build/export", project, PARAMS, None)
+    return merged, mrun.entries
+
+
+def vad(project, *args):
+    return subprocess.run([sys.executable, "-m", "vad.cli", *args, "--root", str(project)],
+                          capture_output=True, text=True)
+
+
+def test_trace_names_raw_file_and_line(mini_project):
+    merged, _ = build(mini_project)
+    out = vad(mini_project, "trace", "0").stdout
+    assert f"record {merged[0].id}: exported as row 0" in out
+    assert "raw      data/raw/manual/a.jsonl:1  (sha256 matches the raw line)" in out
+    assert "ingest_manual/ingest" in out and "merge/merge" in out
+    # the raw file changes after the build: trace says so
+    p = mini_project / "data/raw/manual/a.jsonl"
+    p.write_text(p.read_text(encoding="utf-8").replace("邻居", "隔壁邻居", 1), encoding="utf-8")
+    assert "sha256 DIFFERS" in vad(mini_project, "trace", merged[0].id[:8]).stdout
+
+
+def test_why_names_stage_reason_and_original(mini_project):
+    merged, drops = build(mini_project)
+    dup = next(e for e in drops if e["reason"] == "near_duplicate")
+    out = vad(mini_project, "why", dup["id"]).stdout
+    assert f"dropped by stage 'merge', reason 'near_duplicate'" in out
+    assert f"it duplicates {dup['dup_of']} (data/raw/manual/a.jsonl:4), which was exported as row 3" in out
+    assert "exported (row 0" in vad(mini_project, "why", merged[0].id).stdout
+    bad = vad(mini_project, "why", "zzzz")
+    assert bad.returncode == 2 and "matches 0 ids" in bad.stderr
+
+
+def test_export_files(mini_project):
+    merged, _ = build(mini_project)
+    data = json.loads((mini_project / "build/export/vad.json").read_text(encoding="utf-8"))
+    assert [list(r) for r in data] == [["instruction", "input", "output", "source", "categorization"]] * len(merged)
+    assert data[0]["categorization"] == {"level": "person", "value": "友善"}
+    lineage = [json.loads(l) for l in (mini_project / "build/export/lineage.jsonl").read_text().splitlines()]
+    assert [r["id"] for r in lineage] == [r.id for r in merged]
+    ledger = (mini_project / "build/export/ledger.jsonl").read_text(encoding="utf-8")
+    assert "near_duplicate" in ledger

@@ -1,0 +1,152 @@
+"""The whole pipeline under DVC, in a copy of the project with small LLM params (slow: a few minutes).
+
+Checks the acceptance list of the spine: a build to build/export/, a no-op second `dvc repro`, an edit to one
+manual record rerunning only what depends on it, IFD params rerunning the right stages, `dvc exp run -S` with
+changed counts in `dvc exp show`, byte-identical vad.json over two forced runs, and `vad trace` / `vad why`."""
+import hashlib
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from conftest import ROOT
+
+pytestmark = pytest.mark.slow
+BIN = Path(sys.executable).parent
+ALL_STAGES = {"ingest_manual", "seeds", "select_pairs", "evolve", "translate", "merge", "ifd_score", "ifd_select",
+              "review", "export"}
+
+
+def sh(cmd, cwd, check=True):
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
+           "VAD_CACHE_DIR": str(ROOT / "build" / "cache")}  # share the prepared model and caches
+    r = subprocess.run(cmd, cwd=cwd, shell=True, capture_output=True, text=True, env=env)
+    if check and r.returncode != 0:
+        raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
+    return r
+
+
+def ran(out: str) -> set[str]:
+    return set(re.findall(r"Running stage '([a-z_]+)'", out))
+
+
+def sha(p: Path) -> str:
+    return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def set_params(proj: Path, **changes):
+    p = proj / "params.yaml"
+    params = yaml.safe_load(p.read_text(encoding="utf-8"))
+    for dotted, value in changes.items():
+        sec, key = dotted.split("__")
+        params[sec][key] = value
+    p.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory):
+    proj = tmp_path_factory.mktemp("vadproj")
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    for rel in tracked.splitlines():
+        if (ROOT / rel).is_file():
+            (proj / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / rel, proj / rel)
+    sh("git init -q -b main && git config user.name t && git config user.email t@t", proj)
+    # small LLM workload so the test stays in minutes; everything else is the default configuration
+    set_params(proj, evol__seed_limit=2, evol__rounds=1, translate__limit=2, llm__max_new_tokens=96)
+    sh("git add -A && git commit -qm init && dvc pull -q data.dvc", proj)
+    r = sh("dvc repro", proj)
+    assert ran(r.stdout) == ALL_STAGES
+    sh("git add -A && git commit -qm built", proj)
+    return proj
+
+
+def test_export_format_and_books(proj):
+    data = json.loads((proj / "build/export/vad.json").read_text(encoding="utf-8"))
+    assert len(data) > 100
+    assert all(list(r) == ["instruction", "input", "output", "source", "categorization"] for r in data)
+    assert "\\u" not in (proj / "build/export/vad.json").read_text(encoding="utf-8")[:2000]
+    assert {r["source"] for r in data} >= {"manual"}
+    lineage = [json.loads(l) for l in (proj / "build/export/lineage.jsonl").read_text().splitlines()]
+    assert len(lineage) == len(data)
+    for stage in ALL_STAGES:
+        m = json.loads((proj / f"build/metrics/{stage}.json").read_text())
+        assert m["in"] + m["created"] == m["out"] + m["ledgered"] + m["consumed"], stage
+    import datasets
+
+    ds = datasets.load_dataset("parquet", data_files=str(proj / "build/export/vad.parquet"), split="train")
+    assert ds.num_rows == len(data) and ds[0]["categorization"] == data[0]["categorization"]
+    card = (proj / "build/export/README.md").read_text(encoding="utf-8")
+    assert "CC BY-NC 4.0" in card or "translated" not in {r["source"] for r in data}
+
+
+def test_second_repro_does_nothing(proj):
+    r = sh("dvc repro", proj)
+    assert ran(r.stdout) == set()
+
+
+def test_edit_one_manual_record_reruns_only_dependents(proj):
+    f = sorted((proj / "data/raw/manual").glob("*.jsonl"))[0]
+    lines = f.read_text(encoding="utf-8").splitlines()
+    obj = json.loads(lines[0])
+    obj["output"] += "总之，要从身边的小事做起。"
+    lines[0] = json.dumps(obj, ensure_ascii=False)
+    f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    r = sh("dvc repro", proj)
+    assert ran(r.stdout) == {"ingest_manual", "merge", "ifd_score", "ifd_select", "review", "export"}
+    m = json.loads((proj / "build/metrics/ifd_score.json").read_text())
+    assert m["scored"] == 1, m  # the score cache makes every other record free
+    sh("git add -A && git commit -qm edit", proj)
+
+
+def test_ifd_params_rerun_the_right_stages(proj):
+    set_params(proj, ifd__min=0.3)
+    r = sh("dvc repro", proj)
+    assert ran(r.stdout) == {"ifd_select", "review", "export"}
+    set_params(proj, ifd__template="superfiltering_v1")
+    r = sh("dvc repro", proj)
+    assert "ifd_score" in ran(r.stdout)
+    sh("git checkout params.yaml && dvc repro", proj)
+
+
+def test_exp_run_near_dup_threshold(proj):
+    sh("git add -A && git commit -qm state --allow-empty", proj)
+    base = json.loads((proj / "build/metrics/merge.json").read_text())
+    sh("dvc exp run -n loose -S merge.near_dup_threshold=0.3", proj)
+    shown = json.loads(sh("dvc exp show --json", proj).stdout)
+    text = json.dumps(shown, ensure_ascii=False)
+    assert "loose" in text
+    exp_metrics = json.loads((proj / "build/metrics/merge.json").read_text())  # plain exp run applies to workspace
+    assert exp_metrics["dropped_by_reason"].get("near_duplicate", 0) > base["dropped_by_reason"].get("near_duplicate", 0)
+    assert str(exp_metrics["out"]) in text
+    sh("git checkout -- . && dvc checkout -q", proj)
+
+
+def test_forced_runs_are_byte_identical(proj):
+    sh("dvc repro --force", proj)
+    first = sha(proj / "build/export/vad.json")
+    sh("dvc repro --force", proj)
+    assert sha(proj / "build/export/vad.json") == first
+
+
+def test_trace_and_why(proj):
+    out = sh("vad trace 0", proj).stdout
+    assert re.search(r"raw +data/raw/\S+\.jsonl:\d+ +\(sha256 matches", out), out
+    # add a near-duplicate of an exported manual record, rebuild, and ask why it was dropped
+    f = sorted((proj / "data/raw/manual").glob("*.jsonl"))[-1]
+    obj = json.loads(f.read_text(encoding="utf-8").splitlines()[-1])
+    obj["output"] = obj["output"].rstrip("。") + "，这一点很重要。"
+    with f.open("a", encoding="utf-8") as fh:
+        fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    sh("dvc repro", proj)
+    merge_ledger = [json.loads(l) for l in (proj / "build/ledger/merge.jsonl").read_text().splitlines()]
+    dup = [e for e in merge_ledger if e["reason"] in ("near_duplicate", "exact_duplicate")
+           and e["record"]["lineage"]["origin"]["file"] == f.relative_to(proj).as_posix()][-1]
+    out = sh(f"vad why {dup['id']}", proj).stdout
+    assert "stage 'merge'" in out and dup["reason"] in out and dup["dup_of"] in out
