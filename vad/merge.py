@@ -28,10 +28,10 @@ class LanguageCheck(Filter):
     def check(self, rec: Record) -> Drop | None:
         scores = {}
         for field in ("instruction", "output"):
-            got, score = detect_lang(getattr(rec, field))
+            got, score = detect_lang(getattr(rec, field), self.lang)
             scores[field] = {"lang": got, "score": score}
             if got != self.lang or score < self.min_score:
-                return Drop("lang_not_zh", f"{field} detected as {got!r} (score {score}), want {self.lang!r}",
+                return Drop(f"lang_not_{self.lang}", f"{field} detected as {got!r} (p({self.lang}) = {score} < {self.min_score})",
                             {"lang": scores})
         rec.meta["lang"] = scores
         return None

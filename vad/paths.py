@@ -22,6 +22,11 @@ def cache_dir() -> Path:
 
     They are not DVC outputs: DVC deletes outputs before rerunning a stage."""
     env = os.environ.get("VAD_CACHE_DIR")
-    d = Path(env) if env else build_dir() / "cache"
+    root = project_root()
+    # `dvc exp run --queue/--temp` runs in <project>/.dvc/tmp/exps/<tmp>/: share the project's caches so an
+    # experiment does not re-prepare models, re-pay LLM calls or re-score IFD.
+    if ".dvc" in root.parts:
+        root = Path(*root.parts[: root.parts.index(".dvc")])
+    d = Path(env) if env else root / "build" / "cache"
     d.mkdir(parents=True, exist_ok=True)
     return d
