@@ -1,4 +1,4 @@
-"""The `vad` command: lineage look-ups, scoring files with IFD, fetching full sources."""
+"""The `vad` command: lineage look-ups, IFD scoring of files, CValues-style evaluation (`vad eval`), fetching full sources."""
 from __future__ import annotations
 
 import argparse
@@ -53,6 +53,11 @@ def _provenance(a: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "eval":  # CValues-style evaluation has its own option parser
+        from vad.evaluate import cli
+
+        return cli(argv[1:])
     ap = argparse.ArgumentParser(prog="vad", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -71,6 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("-o", "--output", required=True)
     p.add_argument("--params", default=None, help="params.yaml to read `ifd` from (default: the project's)")
     p.set_defaults(fn=_ifd)
+
+    sub.add_parser("eval", help="CValues-style two-choice evaluation of a model (vad eval --help)")
 
     p = sub.add_parser("fetch", help="(internet) load full CValues / PKU-SafeRLHF at a pinned revision into data/raw")
     p.add_argument("dataset", choices=["saferlhf", "cvalues"])
