@@ -1,0 +1,181 @@
+"""IFD scorer throughput: the stage's batched scorer vs the literal bs=1 fp32 full-logits reference.
+
+    .venv/bin/python benchmarks/ifd_throughput.py [--n 200] [--block 40] [--no-fp32]
+
+Records: build/merge/merged.jsonl if it exists, else the hand-written data/raw/manual/*.jsonl rows; when there are
+fewer than --n distinct rows, the set is filled with deterministic mismatched pairs (instruction i + answer j),
+which have realistic lengths (the results say how many of each).
+
+What is measured (same process, same threads, model loaded once; the machine may be shared, so the 1-minute load
+average is recorded next to every figure):
+1. tokens/s, interleaved in blocks of --block records so both see the same contention: the stage scorer (params.yaml
+   `ifd`, no cache) on a block, then the reference (tests/test_ifd.py `reference_score`) on the same block; also the
+   scorer with dtype float32 on the first --fp32-blocks blocks unless --no-fp32 (its rate is over those blocks). Tokens = real tokens of both sequences of each record.
+2. max / mean |ΔIFD| and Spearman between the scorer and the reference over all records.
+3. full scoring of the n records with a cold score cache (a fresh SQLite file), then re-scoring after 2 new records
+   are added (n + 2 records, warm cache): time ratio.
+Writes benchmarks/results/ifd_throughput.json."""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))
+
+import vad.ifd as ifd  # noqa: E402  (first: sets OMP_WAIT_POLICY before torch loads)
+from vad.io import iter_jsonl  # noqa: E402
+from vad.params import load_params  # noqa: E402
+
+
+def load_rows(n: int) -> tuple[list[tuple[str, str, str]], dict]:
+    merged = ROOT / "build/merge/merged.jsonl"
+    files = [merged] if merged.exists() else sorted((ROOT / "data/raw/manual").glob("*.jsonl"))
+    rows, seen = [], set()
+    for f in files:
+        for _n, _raw, o in iter_jsonl(f):
+            t = (o.get("instruction", ""), o.get("input", "") or "", o.get("output", ""))
+            if t[0] and t[2].strip() and t not in seen:
+                seen.add(t)
+                rows.append(t)
+    base = rows[:n]
+    k, extra = 1, []
+    while len(base) + len(extra) < n + 2 and len(rows) > 1:
+        for i in range(len(rows)):
+            t = (rows[i][0], rows[i][1], rows[(i + k) % len(rows)][2])
+            if t not in seen:
+                seen.add(t)
+                extra.append(t)
+            if len(base) + len(extra) >= n + 2:
+                break
+        k += 1
+    allrows = base + extra
+    info = {"source": str(files[0].relative_to(ROOT)) if merged.exists() else "data/raw/manual/*.jsonl",
+            "distinct_rows": len(rows), "used_real": min(len(rows), n), "used_mismatched_fill": max(0, n - len(rows))}
+    return allrows[:n + 2], info
+
+
+def load() -> float:
+    return round(os.getloadavg()[0], 2)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--n", type=int, default=200)
+    ap.add_argument("--block", type=int, default=40)
+    ap.add_argument("--no-fp32", action="store_true")
+    ap.add_argument("--fp32-blocks", type=int, default=2, help="blocks also scored by a float32 scorer")
+    a = ap.parse_args()
+
+    import torch
+
+    from test_ifd import reference_score
+    from vad.ifd_cache import IFDCache
+    from vad.ifd_templates import get_template
+    from vad.models import load_causal_lm
+    from scipy.stats import spearmanr
+
+    params = load_params(ROOT / "params.yaml")["ifd"]
+    rows, data_info = load_rows(a.n)
+    items, new2 = rows[:a.n], rows[a.n:a.n + 2]
+    print(f"{len(items)} records ({data_info}); params: {params}", flush=True)
+
+    t0 = time.perf_counter()
+    scorer = ifd.IFDScorer.from_params(params, cache=False, progress=False)
+    load_s = time.perf_counter() - t0
+    ref_lm = load_causal_lm(params["model"], "float32")
+    fp32 = None if a.no_fp32 or scorer.lm.dtype == "float32" else \
+        ifd.IFDScorer.from_params({**params, "dtype": "float32"}, cache=False, progress=False)
+    tpl = get_template(params["template"])
+    torch.set_num_threads(scorer.threads)
+
+    # 1 + 2: interleaved blocks ----------------------------------------------------------------------
+    acc = {"scorer": [0, 0.0], "reference": [0, 0.0], "scorer_fp32": [0, 0.0]}
+    loads, got, refs = [], [], []
+    for b in range(0, len(items), a.block):
+        blk = items[b:b + a.block]
+        loads.append(load())
+        t = time.perf_counter()
+        res = scorer.score(blk)
+        acc["scorer"][1] += time.perf_counter() - t
+        acc["scorer"][0] += scorer.stats.tokens
+        got += res
+        if fp32 is not None and b // a.block < a.fp32_blocks:
+            t = time.perf_counter()
+            fp32.score(blk)
+            acc["scorer_fp32"][1] += time.perf_counter() - t
+            acc["scorer_fp32"][0] += fp32.stats.tokens
+        t = time.perf_counter()
+        for it, r0 in zip(blk, res):
+            if isinstance(r0, ifd.IFDScore):
+                r = reference_score(ref_lm, tpl, *it, scorer.max_length)
+                acc["reference"][0] += r["n_tokens"]
+                refs.append(r)
+            else:
+                refs.append(None)
+        acc["reference"][1] += time.perf_counter() - t
+        tps = {k: round(v[0] / v[1], 1) for k, v in acc.items() if v[1]}
+        print(f"  block {b // a.block + 1}: {len(refs)}/{len(items)} records, tokens/s so far {tps}, load {load()}",
+              flush=True)
+    loads.append(load())
+    pairs = [(g.ifd, r["ifd"]) for g, r in zip(got, refs) if r is not None]
+    d = [abs(x - y) for x, y in pairs]
+    tps = {k: round(v[0] / v[1], 1) for k, v in acc.items() if v[1]}
+
+    # 3: cold full run, then +2 new records ------------------------------------------------------------
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = IFDCache(Path(tmp) / "ifd.sqlite")
+        sc = ifd.IFDScorer.from_params(params, cache=cache, progress=True)
+        l0 = load()
+        t = time.perf_counter()
+        sc.score(items)
+        full_s = time.perf_counter() - t
+        full_stats = sc.stats.as_metrics()
+        t = time.perf_counter()
+        sc.score(items + new2)
+        inc_s = time.perf_counter() - t
+        inc_stats = sc.stats.as_metrics()
+        t = time.perf_counter()
+        sc.score(items + new2)
+        warm_s = time.perf_counter() - t
+        l1 = load()
+        cache.close()
+
+    out = {
+        "when": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "machine": {"cpus": len(os.sched_getaffinity(0)), "torch_threads": scorer.threads,
+                    "OMP_WAIT_POLICY": os.environ.get("OMP_WAIT_POLICY"), "python": platform.python_version(),
+                    "torch": torch.__version__, "load_avg_1m_during_blocks": loads,
+                    "load_avg_1m_full_run": [l0, l1]},
+        "data": {**data_info, "n": len(items)},
+        "params": {k: params[k] for k in ("model", "template", "max_length", "batch_size", "dtype")},
+        "model_load_seconds_first": round(load_s, 2),
+        "tokens_per_s": tps,
+        "speedup_vs_reference": round(tps["scorer"] / tps["reference"], 2),
+        "speedup_fp32_scorer_vs_reference": round(tps["scorer_fp32"] / tps["reference"], 2) if fp32 else None,
+        "fp32_scorer_blocks": a.fp32_blocks if fp32 else 0,
+        "tokens": {k: v[0] for k, v in acc.items()},
+        "seconds": {k: round(v[1], 2) for k, v in acc.items()},
+        "ifd_vs_reference": {"records": len(pairs), "max_abs_delta": round(max(d), 6),
+                             "mean_abs_delta": round(sum(d) / len(d), 6),
+                             "spearman": round(float(spearmanr([p[0] for p in pairs], [p[1] for p in pairs]).statistic), 5)},
+        "full_cold_cache": {"seconds": round(full_s, 2), **full_stats},
+        "rescore_plus_2": {"seconds": round(inc_s, 3), "ratio_to_full": round(inc_s / full_s, 4), **inc_stats},
+        "rescore_no_change": {"seconds": round(warm_s, 3)},
+        "goals": {"speedup>=5": tps["scorer"] / tps["reference"] >= 5, "rescore<=2%": inc_s / full_s <= 0.02},
+    }
+    dest = ROOT / "benchmarks/results/ifd_throughput.json"
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    dest.write_text(json.dumps(out, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(json.dumps(out, ensure_ascii=False, indent=2))
+
+
+if __name__ == "__main__":
+    main()
