@@ -80,14 +80,22 @@ def asks_something(text: str) -> bool:
     return any(c in text for c in PROMPT_CUES)
 
 
-def repeated_sentence(text: str, times: int = 3, min_chars: int = 6) -> str | None:
-    """A sentence (of at least min_chars) that occurs `times` or more: the loop of a degenerate generation."""
+_LOOP = re.compile(r"(.{1,10}?)\1{4,}", re.S)
+
+
+def repeated_sentence(text: str) -> str | None:
+    """The loop of a degenerate generation, or None: a unit of 1–10 characters repeated 5+ times in a row
+    (向来向来向来…; units of only digits, punctuation or spaces do not count), a sentence of 6+ characters
+    occurring 3+ times, or one of 20+ characters occurring twice."""
+    for m in _LOOP.finditer(text):
+        if any(c.isalpha() for c in m.group(1)):
+            return m.group(0)[:40]
     counts: dict[str, int] = {}
     for s in _SENTENCE_END.split(text):
         s = strip_ws(s).strip("，,、")
-        if len(s) >= min_chars:
+        if len(s) >= 6:
             counts[s] = counts.get(s, 0) + 1
-            if counts[s] >= times:
+            if counts[s] >= 3 or (counts[s] >= 2 and len(s) >= 20):
                 return s
     return None
 
