@@ -151,6 +151,11 @@ def test_parsers():
     with pytest.raises(ParseError):
         evolve.parse_judge("我不知道")
     assert evolve.parse_answer(" 。。。 ") == "。。。"  # left to rule 3
+    ex = TemplateLeak({}, examples=[t["answer"] for t in load_template("evol_answer").fewshot])
+    pasted = "养宠物要注意：按时打疫苗、做体检。养宠物是十几年的责任，想清楚能否坚持再决定。"
+    with pytest.raises(ParseError):
+        evolve.answer_parser(ex, "我想养一条狗，有什么建议？")(pasted)
+    assert evolve.answer_parser(ex, "我想养一条狗，有什么建议？")("先确认小区和房东允许养狗，再考虑每天遛狗的时间。")
     for bad in ("", "This is an English answer without any Chinese.",
                 "要保护环境。你可以问问社区志愿者。\n你可以问问社区志愿者。\n你可以问问社区志愿者。"):  # a generation loop
         with pytest.raises(ParseError):

@@ -9,6 +9,7 @@ import os
 import re
 import shutil
 import subprocess
+import uuid
 import sys
 from pathlib import Path
 
@@ -97,7 +98,8 @@ def test_edit_one_manual_record_reruns_only_dependents(proj):
     f = sorted((proj / "data/raw/manual").glob("*.jsonl"))[0]
     lines = f.read_text(encoding="utf-8").splitlines()
     obj = json.loads(lines[0])
-    obj["output"] += "总之，要从身边的小事做起。"
+    # a fresh suffix each run: the score cache is shared across runs, and this edit must be new to it
+    obj["output"] += f"总之，要从身边的小事做起（{uuid.uuid4().hex[:8]}）。"
     lines[0] = json.dumps(obj, ensure_ascii=False)
     f.write_text("\n".join(lines) + "\n", encoding="utf-8")
     r = sh("dvc repro", proj)

@@ -79,6 +79,15 @@ def test_parsers_reject_unusable_text():
     for bad in ("", "我不知道", EN_A, ZH_A * 10, "你应该先礼貌地和邻居沟通。" * 3):
         with pytest.raises(ParseError):
             p(bad)
+    # pasting a sentence of a few-shot example is rejected (the draft may contain it: polishing keeps it)
+    from vad.llm import load_template
+    w = translate.example_windows(load_template("translate_zh"), load_template("translate_polish"))
+    with pytest.raises(ParseError):
+        translate.parse_translation("If you dislike me, call the police.", w)("如果你讨厌我，你可以联系你的房东或者拨打警察的非紧急线路。")
+    assert translate.parse_translation("Please recycle plastic bottles and paper.", w)("请把塑料瓶和纸张分类回收。")
+    assert translate.parse_polish("你可以联系你的房东或者拨打警察的非紧急线路。", w)("你可以联系你的房东或者拨打警察的非紧急线路。")
+    with pytest.raises(ParseError):  # a loop
+        translate.parse_translation(EN_A, w)("在大型企业中，经常被供应商向来向来向来向来向来向来向来向来。")
     q = translate.parse_polish(ZH_A)
     assert q(ZH_A) == ZH_A
     with pytest.raises(ParseError):

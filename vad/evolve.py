@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vad.elimination import (AnswerEmpty, NoGainJudge, NoGainPrecheck, RefusalShort, TemplateLeak, asks_something,
-                             content_chars, repeated_sentence)
+                             content_chars, repeated_sentence, strip_ws)
 from vad.lang import han_ratio
 from vad.ledger import StageRun
 from vad.llm import GenerationTask, ParseError, TaskResult, load_template, run_tasks
@@ -128,6 +128,23 @@ def parse_judge(text: str) -> str:
     raise ParseError("只能回答“相同”或“不同”")
 
 
+def answer_parser(examples: TemplateLeak | None, prompt: str):
+    """parse_answer, plus: the answer must not paste a sentence of an evol_answer few-shot example that the
+    prompt does not contain (a small base model's favourite shortcut)."""
+
+    def parse(text: str) -> str:
+        t = parse_answer(text)
+        if examples is not None:
+            flat, have = strip_ws(normalise(t)), strip_ws(normalise(prompt))
+            for i in range(len(flat) - examples.run + 1):
+                w = flat[i:i + examples.run]
+                if w in examples.windows and w not in have:
+                    raise ParseError("回答抄写了示例中的句子，请针对这个问题回答")
+        return t
+
+    return parse
+
+
 def parse_answer(text: str) -> str:
     """An answer must exist and be Chinese; content-free answers are left to rule 3 (evol_answer_empty)."""
     t = text.strip()
@@ -179,6 +196,7 @@ class Evolver:
             for ex in t.fewshot:
                 examples += [ex["answer"], ex.get("instruction", "")]
         self.leak = TemplateLeak(self.parents, examples=[e for e in examples if e])
+        self.answer_examples = TemplateLeak(self.parents, examples=[ex["answer"] for ex in self.answer.fewshot])
         self.precheck = NoGainPrecheck(self.parents, int(params["min_gain_chars"]))
         self.judge_rule = NoGainJudge()
         self.answer_rules = [AnswerEmpty(), RefusalShort(int(params["refusal_max_chars"]))]
@@ -295,7 +313,8 @@ class Evolver:
         tasks = [GenerationTask(key=f"{c.lane.seed.id}:r{r}:answer",
                                 prompt=self.answer.render(instruction=c.rec.instruction,
                                                           material=material_block(c.rec.input)),
-                                parse=parse_answer, gen=self._gen(r)) for c in cands]
+                                parse=answer_parser(self.answer_examples, shown(c.rec)), gen=self._gen(r))
+                 for c in cands]
         answered = []
         for c, res in zip(cands, self._tasks(f"evolve r{r}: answer", tasks)):
             if res.ok:

@@ -29,11 +29,11 @@ import re
 from collections import Counter
 from typing import Any
 
-from vad.elimination import content_chars, repeated_sentence
+from vad.elimination import LEAK_RUN, content_chars, repeated_sentence, strip_ws
 from vad.lang import detect_lang, han_ratio
 from vad.ledger import Drop, Filter, StageRun
 from vad.llm import GenerationTask, ParseError, TaskResult, load_template, run_tasks
-from vad.record import Lineage, Record
+from vad.record import Lineage, Record, normalise
 
 STAGE = "translate"
 FIELDS = ("instruction", "output", "rejected")
@@ -92,12 +92,32 @@ def _zh_check(t: str) -> None:
         raise ParseError("译文中同一句话重复了多次")
 
 
-def parse_translation(english: str):
+def example_windows(*templates) -> frozenset[str]:
+    """Every LEAK_RUN-character window of the templates' few-shot texts and answers. A small base model often
+    pastes a sentence of an example into its answer (e.g. the example's landlord and police hotline)."""
+    out = set()
+    for t in templates:
+        for ex in t.fewshot:
+            for v in (ex.get("text", ""), ex["answer"]):
+                v = strip_ws(normalise(v))
+                out.update(v[i:i + LEAK_RUN] for i in range(len(v) - LEAK_RUN + 1))
+    return frozenset(out)
+
+
+def _copied(t: str, windows: frozenset[str], allowed: str = "") -> str | None:
+    t, allowed = strip_ws(normalise(t)), strip_ws(normalise(allowed))
+    return next((t[i:i + LEAK_RUN] for i in range(len(t) - LEAK_RUN + 1)
+                 if t[i:i + LEAK_RUN] in windows and t[i:i + LEAK_RUN] not in allowed), None)
+
+
+def parse_translation(english: str, windows: frozenset[str] = frozenset()):
     n_en = max(1, content_chars(english))
 
     def parse(text: str) -> str:
         t = text.strip()
         _zh_check(t)
+        if _copied(t, windows):
+            raise ParseError("译文抄写了示例中的句子，请只翻译给出的英文")
         ratio = content_chars(t) / n_en
         if not PARSE_MIN_RATIO <= ratio <= PARSE_MAX_RATIO:
             raise ParseError(f"译文长度与原文不相称（{ratio:.2f}），请完整翻译，不要增删内容")
@@ -106,13 +126,15 @@ def parse_translation(english: str):
     return parse
 
 
-def parse_polish(draft: str):
+def parse_polish(draft: str, windows: frozenset[str] = frozenset()):
     n = max(1, content_chars(draft))
     draft_han = set(_HAN.findall(draft))
 
     def parse(text: str) -> str:
         t = text.strip()
         _zh_check(t)
+        if _copied(t, windows, allowed=draft):
+            raise ParseError("润色后的文本抄写了示例中的句子")
         ratio = content_chars(t) / n
         if not POLISH_MIN_RATIO <= ratio <= POLISH_MAX_RATIO:
             raise ParseError(f"润色后的长度变化太大（{ratio:.2f}），不得增加或删减内容")
@@ -203,6 +225,7 @@ def run(pairs: list[Record], params: dict[str, Any], client, stage_run: StageRun
     todo = pairs[:limit]
     t_tmpl, p_tmpl = load_template(TRANSLATE_TEMPLATE), load_template(POLISH_TEMPLATE)
     chunk_chars = CHUNK_CHARS.get(client.backend, CHUNK_CHARS["openai"])
+    windows = example_windows(t_tmpl, p_tmpl)
     funnel: Counter = Counter(pairs=len(todo), polish_kept_draft_chunks=0)
 
     # 1. translate every chunk of every text
@@ -213,7 +236,7 @@ def run(pairs: list[Record], params: dict[str, Any], client, stage_run: StageRun
         for f, chunks in plan[rec.id].items():
             for i, (_pi, en) in enumerate(chunks):
                 tasks.append(GenerationTask(
-                    key=f"{rec.id}:translate:{f}:{i}", prompt=t_tmpl.render(text=en), parse=parse_translation(en),
+                    key=f"{rec.id}:translate:{f}:{i}", prompt=t_tmpl.render(text=en), parse=parse_translation(en, windows),
                     gen={**TRANSLATE_GEN, "max_new_tokens": max(64, math.ceil(0.6 * len(en)) + 32)}))
     funnel["chunks"] = len(tasks)
     tr = _calls(client, tasks, "translate", progress)
@@ -232,7 +255,7 @@ def run(pairs: list[Record], params: dict[str, Any], client, stage_run: StageRun
         for k in keys:
             draft = tr[k].value
             tasks.append(GenerationTask(
-                key=k.replace(":translate:", ":polish:"), prompt=p_tmpl.render(text=draft), parse=parse_polish(draft),
+                key=k.replace(":translate:", ":polish:"), prompt=p_tmpl.render(text=draft), parse=parse_polish(draft, windows),
                 gen={**TRANSLATE_GEN, "max_new_tokens": max(64, math.ceil(1.5 * len(draft)) + 32)}))
     funnel["translated"] = len(ok_recs)
     po = _calls(client, tasks, "polish", progress)
