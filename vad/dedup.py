@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from datasketch import MinHash, MinHashLSH
 
+from vad.io import InputError
 from vad.ledger import StageRun
 from vad.record import Record, normalise
 
@@ -40,7 +41,10 @@ def minhash(text: str, ngram: int, num_perm: int) -> MinHash:
 
 
 def near_dedup(records: list[Record], threshold: float, ngram: int, num_perm: int, run: StageRun) -> list[Record]:
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    try:
+        lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    except ValueError as e:  # e.g. a threshold too close to 1 for num_perm
+        raise InputError("params.yaml merge.near_dup_threshold", f"{threshold} with num_perm {num_perm}: {e}") from None
     hashes: dict[str, MinHash] = {}
     by_id: dict[str, Record] = {}
     kept = []
