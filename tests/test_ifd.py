@@ -4,6 +4,7 @@ The reference below follows the definition in vad/ifd.py literally: batch size 1
 forward (logits at every position, softcapping included) and torch's cross-entropy over the answer positions.
 It re-implements tokenisation and truncation on its own so that the answer-token spans are checked too."""
 import json
+import re
 import math
 import runpy
 from pathlib import Path
@@ -312,7 +313,7 @@ def test_stages_end_to_end(ifd_project):
     ifds = sorted(r.meta["ifd"]["ifd"] for r in scored)
     p = ifd_project / "params.yaml"
     text = p.read_text(encoding="utf-8")
-    text = text.replace("  min: 0.2 ", f"  min: {ifds[1]} ", 1)
+    text = re.sub(r"^  min: [0-9.]+ ", f"  min: {ifds[1]} ", text, count=1, flags=re.M)
     assert f"min: {ifds[1]}" in text
     p.write_text(text, encoding="utf-8")
     runpy.run_path(str(ROOT / "stages" / "ifd_select.py"), run_name="stage")["main"]()
