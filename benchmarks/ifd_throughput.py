@@ -14,6 +14,9 @@ average is recorded next to every figure):
 2. max / mean |ΔIFD| and Spearman between the scorer and the reference over all records.
 3. full scoring of the n records with a cold score cache (a fresh SQLite file), then re-scoring after 2 new records
    are added (n + 2 records, warm cache): time ratio.
+4. a cost model: GEMM FLOPs the reference and the scorer need for these records (body ~2·params per token, lm_head
+   2·V·H per position that gets logits), and this machine's measured GEMM rate in fp32 and in the scorer's dtype.
+   Their ratio is the speedup an exact scorer could reach if every GEMM ran at peak: the ceiling for figure 1.
 Writes benchmarks/results/ifd_throughput.json."""
 from __future__ import annotations
 
@@ -64,6 +67,37 @@ def load_rows(n: int) -> tuple[list[tuple[str, str, str]], dict]:
 
 def load() -> float:
     return round(os.getloadavg()[0], 2)
+
+
+def gemm_gflops(dtype, m: int = 512, k: int = 640, n: int = 8192, reps: int = 5) -> float:
+    """Measured GEMM rate on head-shaped operands (the shape the scorer's lm_head tiles use)."""
+    import torch
+
+    a, b = torch.randn(m, k).to(dtype), torch.randn(n, k).to(dtype)
+    torch.mm(a, b.t())
+    t = time.perf_counter()
+    for _ in range(reps):
+        torch.mm(a, b.t())
+    return round(2 * m * k * n * reps / (time.perf_counter() - t) / 1e9, 1)
+
+
+def cost_model(model, refs: list, dtype_name: str) -> dict:
+    import torch
+
+    head = model.get_output_embeddings().weight
+    head_flop = 2 * head.numel()
+    body_params = sum(p.numel() for n, p in model.base_model.named_parameters() if "embed" not in n)
+    body_flop = 2 * body_params
+    all_tok = sum(r["n_tokens"] for r in refs if r)
+    ans_tok = sum(2 * len(r["answer_ids"]) for r in refs if r)
+    ref_gflop = all_tok * (body_flop + head_flop) / 1e9
+    scorer_gflop = (all_tok * body_flop + ans_tok * head_flop) / 1e9
+    fp32 = gemm_gflops(torch.float32)
+    fast = gemm_gflops(getattr(torch, dtype_name)) if dtype_name != "float32" else fp32
+    return {"body_gflop_per_token": round(body_flop / 1e9, 3), "head_gflop_per_position": round(head_flop / 1e9, 3),
+            "answer_share_of_tokens": round(ans_tok / all_tok, 3), "reference_gflop": round(ref_gflop, 1),
+            "scorer_gflop": round(scorer_gflop, 1), "gemm_gflops": {"float32": fp32, dtype_name: fast},
+            "speedup_ceiling_at_gemm_peak": round((ref_gflop / fp32) / (scorer_gflop / fast), 2)}
 
 
 def main() -> None:
@@ -129,6 +163,8 @@ def main() -> None:
     d = [abs(x - y) for x, y in pairs]
     tps = {k: round(v[0] / v[1], 1) for k, v in acc.items() if v[1]}
 
+    cost = cost_model(scorer.lm.model, refs, scorer.lm.dtype)
+
     # 3: cold full run, then +2 new records ------------------------------------------------------------
     with tempfile.TemporaryDirectory() as tmp:
         cache = IFDCache(Path(tmp) / "ifd.sqlite")
@@ -161,6 +197,7 @@ def main() -> None:
         "speedup_vs_reference": round(tps["scorer"] / tps["reference"], 2),
         "speedup_fp32_scorer_vs_reference": round(tps["scorer_fp32"] / tps["reference"], 2) if fp32 else None,
         "fp32_scorer_blocks": a.fp32_blocks if fp32 else 0,
+        "cost_model": cost,
         "tokens": {k: v[0] for k, v in acc.items()},
         "seconds": {k: round(v[1], 2) for k, v in acc.items()},
         "ifd_vs_reference": {"records": len(pairs), "max_abs_delta": round(max(d), 6),

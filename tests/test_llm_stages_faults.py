@@ -95,12 +95,13 @@ def fake_model(messages) -> str:
         n = content_chars(en)
         if "JAPANESE" in en:
             return _fill(JA_FILL, int(n * 0.45))
-        ratio = 0.16 if "SHORTZH" in en else 0.45
+        # KEEPENGLISH: enough Chinese that the text is still Chinese overall, so the English-run rule is what fires
+        ratio = 0.16 if "SHORTZH" in en else 0.9 if "KEEPENGLISH" in en else 0.45
         zh = _tag(en) + _fill(ZH_FILL, int(n * ratio))
         if "BADPOLISH" in en:
             zh = "【乱】" + zh
-        if "KEEPENGLISH" in en:
-            zh += " keep this English sentence exactly as written "
+        if "KEEPENGLISH" in en:  # early in the text: a long answer may be cut at max_new_tokens
+            zh = zh[:6] + " keep this English sentence exactly as written " + zh[6:]
         if "911" in en:
             zh += "请拨打911。"
         return zh

@@ -36,17 +36,19 @@ Conditioned and direct sequences of all records are pooled, sorted by (length, t
 deterministic order that depends only on the set of texts — and cut into batches of `batch_size`, right-padded
 with an attention mask. The base model (`model.base_model`, Gemma's embedding scaling is inside it) runs under
 `torch.inference_mode()` in `dtype`; hidden states are gathered at answer positions only (shifted by one) and
-only those go through `lm_head` (262k-row vocabulary: full logits are most of the cost). The head always runs in
-fp32 (an fp32 copy of the tied embedding when the body is bf16), tiled over the vocabulary with an online
-log-sum-exp, so the [tokens × 262k] logits are never materialised; the target logit is h · W[target]; Gemma's final
-logit softcapping is applied when the config has one. Scores go to the SQLite cache (vad/ifd_cache.py) as soon as
-both sequences of a record are done, so an interrupted run resumes where it stopped.
+only those go through `lm_head` (262k-row vocabulary: full logits are most of the cost). The head's GEMM runs in
+the body's dtype when that is bf16 (the loaded weights are bf16 values, so only the hidden states and the output
+logits are rounded) and fp32 otherwise, tiled over the vocabulary with an online fp32 log-sum-exp, so the
+[tokens × 262k] logits are never materialised; the target logit is h · W[target] in fp32; Gemma's final logit
+softcapping is applied when the config has one. Scores go to the SQLite cache (vad/ifd_cache.py) as soon as both
+sequences of a record are done, so an interrupted run resumes where it stopped; the cache key names the body and
+head dtypes, so scores from another precision are never mixed in.
 
-Measured on the 2-core avx512_bf16 machine (no AMX; benchmarks/ifd_throughput.py): oneDNN's bf16 GEMM runs at
-~0.55x MKL's fp32 GEMM and fp16 ~1x, so `dtype: float32` is both faster (~1.3x over bf16 here) and exact against
-the fp32 reference; bf16 stays supported (|ΔIFD| ≤ 0.003 vs fp32 on 200 records). With every answer token needing
-a 262k-way log-sum-exp in both sequences, the lm_head is ~55% of the FLOPs the definition needs, so computing
-logits only at answer positions saves only the prompt positions (~15% of head work on typical records)."""
+Cost model (benchmarks/ifd_throughput.py, 2-core AMD EPYC with avx512_bf16, quiet): bf16 GEMMs run at ~360–430
+GFLOP/s vs ~140–190 for fp32. Per token the body is ~0.2 GFLOP and the 262k-row head ~0.34 GFLOP; every answer
+token needs the head in BOTH sequences, and answers are ~80% of the tokens, so computing logits only at answer
+positions saves only the prompt positions. The bf16 head reaches ~900 answer tokens/s (GEMM-bound), the bf16 body
+~1200–1400 tokens/s; that bounds an exact scorer at ~3x the fp32 full-logits reference here."""
 from __future__ import annotations
 
 import logging
@@ -78,11 +80,11 @@ BAD_ROW = "ifd_bad_row"  # score_file only: a row without instruction/output str
 DEFAULTS: dict[str, Any] = {"model": "gemma3-270m", "template": "alpaca_zh_v1", "max_length": 512,
                             "batch_size": 8, "dtype": "bfloat16"}
 ROW_TILE = 512     # answer positions per lm_head tile
-VOCAB_TILE = 32768  # vocabulary rows per tile (8 tiles; a 64 MB fp32 logits tile; fewer, larger ops hold up better
-                   # than small tiles when other processes share the 2 cores)
+VOCAB_TILE = 8192  # vocabulary rows per tile: a 16 MB fp32 tile stays in the 32 MB L3 between the GEMM and the
+                   # exp/sum passes (measured 1.5x faster for fp32 and 1.3x for bf16 than 32768-row tiles)
 
 
-_HEADS: dict[int, tuple] = {}  # id(model) → fp32 (weight, bias); models live for the process (vad.models)
+_HEADS: dict[int, tuple] = {}  # id(model) → (weight, bias) for the head; models live for the process (vad.models)
 
 
 # --- results -------------------------------------------------------------------------------------------
@@ -228,7 +230,8 @@ class IFDScorer:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         cfg = self.lm.model.config
         self.softcap = getattr(cfg, "final_logit_softcapping", None)
-        self.ctx = CacheContext(self.lm.fingerprint, self.template.key, self.max_length, self.lm.dtype)
+        self.ctx = CacheContext(self.lm.fingerprint, self.template.key, self.max_length,
+                                f"{self.lm.dtype}/head-{self._head_dtype_name()}")
         if cache is True or cache is None:
             self.cache: IFDCache | None = IFDCache()
         elif cache is False:
@@ -357,25 +360,33 @@ class IFDScorer:
         counts = torch.tensor([len(ids) - start for ids, start in batch], dtype=torch.float64)
         return (sums / counts).tolist()
 
-    def _head_fp32(self):
-        """lm_head weight (and bias) in fp32, made once per loaded model: the head runs in fp32 whatever the body
-        dtype, because on these CPUs MKL's fp32 GEMM beats oneDNN's bf16 one, and the log-sum-exp needs fp32."""
+    def _head_dtype_name(self) -> str:
+        return "bfloat16" if self.lm.dtype == "bfloat16" else "float32"
+
+    def _head(self):
+        """lm_head (weight, bias) for the log-sum-exp: the bf16 weights themselves when the body is bf16 (the
+        loaded weights ARE bf16 — the fp32 reference upcasts the same values), else fp32 (an fp16 GEMM is ~10x
+        slower than bf16 on these CPUs). Made once per loaded model."""
+        torch = self._torch
         model = self.lm.model
         if id(model) not in _HEADS:
             head = model.get_output_embeddings()
             w = head.weight.detach()
+            if w.dtype not in (torch.float32, torch.bfloat16):
+                w = w.float()
             b = getattr(head, "bias", None)
-            _HEADS[id(model)] = (w if w.dtype == self._torch.float32 else w.float(),
-                                 None if b is None else b.detach().float())
+            _HEADS[id(model)] = (w, None if b is None else b.detach().float())
         return _HEADS[id(model)]
 
     def _token_losses(self, h, tgt):
         """−log softmax(lm_head(h))[tgt] per row: lm_head applied to these rows only, fused with an online
-        log-sum-exp over vocabulary tiles (the [rows × 262k] logits are never materialised)."""
+        log-sum-exp over vocabulary tiles (the [rows × 262k] logits are never materialised). The GEMM runs in the
+        head's dtype (bf16: ~2.5x MKL's fp32 on avx512_bf16 cores, and its logits are rounded to bf16, ≤0.06 on a
+        logit); the max, exp and sum are fp32. The target logit is computed in fp32 from the same inputs."""
         torch = self._torch
-        w, bias = self._head_fp32()
-        h = h.float()
-        target = (h * w[tgt]).sum(-1)  # the target logit
+        w, bias = self._head()
+        h = h.to(w.dtype)
+        target = (h.float() * w[tgt].float()).sum(-1)
         if bias is not None:
             target = target + bias[tgt]
         if self.softcap:
@@ -384,19 +395,22 @@ class IFDScorer:
         V = w.shape[0]
         for i in range(0, h.shape[0], ROW_TILE):
             hc = h[i:i + ROW_TILE]
-            tile = torch.empty(hc.shape[0], VOCAB_TILE, dtype=torch.float32)
+            logits = torch.empty(hc.shape[0], VOCAB_TILE, dtype=w.dtype)
+            fp32 = w.dtype == torch.float32
+            tile32 = logits if fp32 else torch.empty(hc.shape[0], VOCAB_TILE)
             m = torch.full((hc.shape[0],), -math.inf)
             s = torch.zeros(hc.shape[0])
             for j in range(0, V, VOCAB_TILE):
                 wj = w[j:j + VOCAB_TILE]
-                t = tile[:, :wj.shape[0]]
+                t = logits[:, :wj.shape[0]]
                 torch.mm(hc, wj.t(), out=t)
+                t32 = t if fp32 else tile32[:, :wj.shape[0]].copy_(t)
                 if bias is not None:
-                    t.add_(bias[j:j + VOCAB_TILE])
+                    t32.add_(bias[j:j + VOCAB_TILE])
                 if self.softcap:
-                    t.div_(self.softcap).tanh_().mul_(self.softcap)
-                nm = torch.maximum(m, t.amax(-1))
-                s.mul_(torch.exp(m - nm)).add_(t.sub_(nm[:, None]).exp_().sum(-1))
+                    t32.div_(self.softcap).tanh_().mul_(self.softcap)
+                nm = torch.maximum(m, t32.amax(-1))
+                s.mul_(torch.exp(m - nm)).add_(t32.sub_(nm[:, None]).exp_().sum(-1))
                 m = nm
             lse[i:i + ROW_TILE] = m + s.log()
         return lse - target
