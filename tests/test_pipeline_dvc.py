@@ -1,7 +1,7 @@
 """The whole pipeline under DVC, in a copy of the project with small LLM params (slow: a few minutes).
 
 Checks the acceptance list of the spine: a build to build/export/, a no-op second `dvc repro`, an edit to one
-manual record rerunning only what depends on it, IFD params rerunning the right stages, `dvc exp run -S` with
+manual record rerunning only what depends on it, IFD params rerunning the right stages, a queued `dvc exp` IFD sweep with kept counts per level, `dvc exp run -S` with
 changed counts in `dvc exp show`, byte-identical vad.json over two forced runs, and `vad trace` / `vad why`."""
 import hashlib
 import json
@@ -118,6 +118,26 @@ def test_ifd_params_rerun_the_right_stages(proj):
     status = sh("dvc status ifd_score", proj).stdout
     assert "ifd_score" in status and "ifd.template" in status, status
     sh("git checkout params.yaml && dvc repro", proj)
+
+
+def test_queued_ifd_sweep_shows_kept_counts(proj):
+    # the README's sweep: queued experiments run in temporary workspaces, so every stage output must be restorable
+    # from the DVC cache there (an uncached output under the git-ignored build/ made DVC rerun everything and
+    # `dvc exp show` print "!")
+    import csv
+
+    sh("git add -A && git commit -qm built --allow-empty", proj)
+    sh("dvc exp run --queue -S 'ifd.min=0.93,0.96'", proj)
+    r = sh("dvc exp run --run-all", proj)
+    assert "Running stage 'ifd_score'" not in r.stdout and "Running stage 'merge'" not in r.stdout, r.stdout[-3000:]
+    shown = sh("dvc exp show --csv --drop '.*' --keep 'Experiment|ifd\\.min|^kept$|kept_level_.*'", proj).stdout
+    rows = {row["ifd.min"]: row for row in csv.DictReader(shown.splitlines()) if row["Experiment"]}
+    assert set(rows) == {"0.93", "0.96"}, shown
+    lo, hi = rows["0.93"], rows["0.96"]
+    assert all(v.isdigit() for row in (lo, hi) for k, v in row.items() if k.startswith("kept")), shown
+    assert int(lo["kept"]) > int(hi["kept"])  # a higher minimum keeps fewer records
+    assert int(hi["kept"]) == sum(int(hi[f"kept_level_{lv}"]) for lv in ("person", "social", "nation"))
+    sh("dvc exp remove -A", proj)
 
 
 def test_exp_run_near_dup_threshold(proj):
