@@ -273,6 +273,13 @@ def test_cache_scores_only_new_records(tmp_path):
     sc2 = IFDScorer.from_params({**IFD_PARAMS, "template": "superfiltering_v1"}, cache=cache, progress=False)
     sc2.score(items[:1])
     assert sc2.stats.scored == 1
+    # so is another precision: a float32 scorer never reuses bf16 scores (nor the reverse)
+    assert sc.ctx.dtype == "bfloat16/head-bfloat16"
+    sc3 = IFDScorer.from_params({**IFD_PARAMS, "dtype": "float32"}, cache=cache, progress=False)
+    assert sc3.ctx.dtype == "float32/head-float32"
+    fp32 = sc3.score(items[:1])
+    assert sc3.stats.scored == 1 and sc3.stats.cache_hits == 0
+    assert abs(fp32[0].ifd - first[0].ifd) <= 0.02  # bf16 body and head stay close to fp32
 
 
 # --- the stages and the CLI function ------------------------------------------------------------------------

@@ -46,7 +46,7 @@ head dtypes, so scores from another precision are never mixed in.
 
 Cost model (benchmarks/ifd_throughput.py, 2-core AMD EPYC with avx512_bf16, quiet): bf16 GEMMs run at ~360–430
 GFLOP/s vs ~140–190 for fp32. Per token the body is ~0.2 GFLOP and the 262k-row head ~0.34 GFLOP; every answer
-token needs the head in BOTH sequences, and answers are ~80% of the tokens, so computing logits only at answer
+token needs the head in BOTH sequences, and answers are ~85% of the tokens, so computing logits only at answer
 positions saves only the prompt positions. The bf16 head reaches ~900 answer tokens/s (GEMM-bound), the bf16 body
 ~1200–1400 tokens/s; that bounds an exact scorer at ~3x the fp32 full-logits reference here."""
 from __future__ import annotations
@@ -230,8 +230,6 @@ class IFDScorer:
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         cfg = self.lm.model.config
         self.softcap = getattr(cfg, "final_logit_softcapping", None)
-        self.ctx = CacheContext(self.lm.fingerprint, self.template.key, self.max_length,
-                                f"{self.lm.dtype}/head-{self._head_dtype_name()}")
         if cache is True or cache is None:
             self.cache: IFDCache | None = IFDCache()
         elif cache is False:
@@ -244,6 +242,9 @@ class IFDScorer:
         import torch
 
         self._torch = torch
+        head_dtype = str(self._head()[0].dtype).removeprefix("torch.")
+        self.ctx = CacheContext(self.lm.fingerprint, self.template.key, self.max_length,
+                                f"{self.lm.dtype}/head-{head_dtype}")
 
     @classmethod
     def from_params(cls, params: dict[str, Any], **kw: Any) -> "IFDScorer":
@@ -359,9 +360,6 @@ class IFDScorer:
         sums = torch.zeros(len(batch), dtype=torch.float64).index_add_(0, rows_t, token_loss.double())
         counts = torch.tensor([len(ids) - start for ids, start in batch], dtype=torch.float64)
         return (sums / counts).tolist()
-
-    def _head_dtype_name(self) -> str:
-        return "bfloat16" if self.lm.dtype == "bfloat16" else "float32"
 
     def _head(self):
         """lm_head (weight, bias) for the log-sum-exp: the bf16 weights themselves when the body is bf16 (the

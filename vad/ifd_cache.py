@@ -1,9 +1,10 @@
 """Per-record IFD score cache (SQLite, default `cache_dir()/ifd.sqlite`).
 
-A score is reusable exactly when everything that determines it is the same, so the key is
-(model fingerprint, template key = name@version#digest, max_length, dtype, sha256 of the exact texts). When 1% new
-records arrive only they are scored. Losses are rounded to 6 decimals *before* they are stored and every output
-is derived from the stored values, so a record gets byte-identical figures whether it was scored now or earlier.
+A score is reusable exactly when everything that determines it is the same, so the key is (model fingerprint,
+template key = name@version#digest, max_length, dtype of body and head such as "bfloat16/head-bfloat16", sha256
+of the exact texts). When 1% new records arrive only they are scored. Losses are rounded to 6 decimals *before*
+they are stored and every output is derived from the stored values, so a record gets byte-identical figures
+whether it was scored now or earlier.
 
 The cache lives outside DVC outputs (DVC deletes outputs before rerunning a stage) and may be shared by
 processes: WAL journal, short transactions, INSERT OR REPLACE."""
