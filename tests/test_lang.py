@@ -6,7 +6,8 @@ EN = "Honesty is the foundation of being a person, and we should talk to the fri
 
 
 def test_plain_chinese_and_english():
-    assert detect_lang(ZH) == ("zh", detect_lang(ZH)[1]) and detect_lang(ZH)[1] > 0.9
+    lang, p_zh = detect_lang(ZH)
+    assert lang == "zh" and p_zh > 0.9
     lang, p_zh = detect_lang(EN * 2)
     assert lang == "en" and p_zh < 0.1
 
@@ -21,7 +22,7 @@ def test_whole_text_is_read_not_only_the_first_80_characters():
 
 def test_short_all_han_text_is_chinese():
     assert detect_lang("友善") == ("zh", 1.0)   # lid.176 alone says en
-    assert detect_lang("Hi") [0] != "zh"
+    assert detect_lang("Hi")[0] != "zh"
     assert detect_lang("") == ("", 0.0)
 
 

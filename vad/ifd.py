@@ -391,10 +391,10 @@ class IFDScorer:
             target = torch.tanh(target / self.softcap) * self.softcap
         lse = torch.empty(h.shape[0], dtype=torch.float32)
         V = w.shape[0]
+        fp32 = w.dtype == torch.float32
         for i in range(0, h.shape[0], ROW_TILE):
             hc = h[i:i + ROW_TILE]
             logits = torch.empty(hc.shape[0], VOCAB_TILE, dtype=w.dtype)
-            fp32 = w.dtype == torch.float32
             tile32 = logits if fp32 else torch.empty(hc.shape[0], VOCAB_TILE)
             m = torch.full((hc.shape[0],), -math.inf)
             s = torch.zeros(hc.shape[0])
