@@ -33,9 +33,9 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "tests"))
 
-import vad.ifd as ifd  # noqa: E402  (first: sets OMP_WAIT_POLICY before torch loads)
-from vad.io import iter_jsonl  # noqa: E402
-from vad.params import load_params  # noqa: E402
+import vad.quality.ifd_score as ifd  # noqa: E402  (first: sets OMP_WAIT_POLICY before torch loads)
+from vad.core.io import iter_jsonl  # noqa: E402
+from vad.core.config import load_params  # noqa: E402
 
 
 def load_rows(n: int) -> tuple[list[tuple[str, str, str]], dict]:
@@ -111,9 +111,9 @@ def main() -> None:
     import torch
 
     from test_ifd import reference_score
-    from vad.ifd_cache import IFDCache
-    from vad.ifd_templates import get_template
-    from vad.models import load_causal_lm
+    from vad.quality.ifd_cache import IFDCache
+    from vad.quality.ifd_templates import get_template
+    from vad.compute.models import load_causal_lm
     from scipy.stats import spearmanr
 
     params = load_params(ROOT / "params.yaml")["ifd"]

@@ -22,12 +22,12 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_openai import FakeOpenAI  # noqa: E402
 
-from vad.llm import GenerationTask, LLMConfig, load_template, make_client, run_tasks  # noqa: E402
+from vad.llm import GenerationTask, LLMParams, load_template, make_client, run_tasks  # noqa: E402
 
 
 def run(srv: FakeOpenAI, cache: Path, concurrency: int, n: int) -> dict:
     os.environ["VAD_CACHE_DIR"] = str(cache)
-    cfg = LLMConfig(backend="openai", base_url=srv.base_url, model="fake-model", concurrency=concurrency,
+    cfg = LLMParams(backend="openai", base_url=srv.base_url, model="fake-model", concurrency=concurrency,
                     timeout_s=30, max_retries=2)
     client = make_client(cfg)
     tmpl = load_template("_selftest")

@@ -1,22 +1,26 @@
-"""Stage evaluate (not part of the dataset build): two-choice values items → build/eval/results.jsonl (one row
-per item and order) + build/metrics/evaluate.json (acc, acc*, consistency, first_position_rate, ...).
-
-Params: `eval:` (items, backend, model, method, ...; every key optional, see vad/evaluate.py EvalConfig) and,
-for the generate method, `llm:` (timeouts, retries, concurrency, api_key_env)."""
+"""Stage evaluate: CValues-style two-choice values items → build/eval/results.jsonl (one row per item and order) + metrics (acc, acc*, consistency, first_position_rate, ...)."""
 import logging
 
-from vad.evaluate import METRICS_PATH, RESULTS_PATH, EvalConfig, format_summary, run
-from vad.params import load_params
-from vad.stage import stage_main
+from vad.core import paths
+from vad.core.stage import Stage, stage_main
+from vad.eval.evaluate import format_summary, run
+
+STAGE = Stage(
+    "evaluate", __doc__.split(": ", 1)[1],
+    reads=(paths.RAW_EVAL,),
+    writes=(paths.EVAL_RESULTS,),
+    # the generate method goes through vad.llm, which takes transport settings from the llm section
+    params=("eval", "llm"),
+    pipeline="evaluation",
+    ledgered=False,
+)
 
 
-def main() -> dict:
-    params = load_params()
-    cfg = EvalConfig.from_params(params.get("eval"))
-    metrics = run(cfg, params.get("llm"), RESULTS_PATH, METRICS_PATH)
+def main(ctx):
+    metrics = run(ctx.params.eval, ctx.params.llm, paths.EVAL_RESULTS, paths.metrics("evaluate"))
     logging.getLogger("evaluate").info("\n%s", format_summary(metrics))
     return metrics
 
 
 if __name__ == "__main__":
-    stage_main("evaluate", main)
+    stage_main(STAGE, main)

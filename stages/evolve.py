@@ -1,27 +1,28 @@
 """Stage evolve: CValues seeds → Evol-Instruct evolutions with values-aware answers → build/evolve/evol.jsonl."""
-from vad import evolve
-from vad.io import read_records
-from vad.ledger import StageRun
-from vad.llm import LLMConfig, make_client
-from vad.params import load_params
-from vad.stage import stage_main
-from vad.validate import validate_unless_empty
+from vad.core import paths
+from vad.core.stage import Stage, stage_main
+from vad.generate import evolve
+from vad.llm import make_client, template_file
 
-SEEDS = "build/seeds/seeds.jsonl"
-OUT = "build/evolve/evol.jsonl"
+STAGE = Stage(
+    "evolve", __doc__.split(": ", 1)[1],
+    reads=(paths.SEEDS,),
+    writes=(paths.EVOL,),
+    params=("llm", "evol"),
+    suites=("evol",),
+    files=tuple(template_file(t) for t in evolve.TEMPLATE_NAMES),
+)
 
 
-def main() -> dict:
-    params = load_params()
-    client = make_client(LLMConfig.from_params(params["llm"]))
+def main(ctx):
+    client = make_client(ctx.params.llm)
     try:
-        run = StageRun("evolve")
-        out = evolve.run(read_records(SEEDS), params["evol"], client, run)
-        return run.finish({OUT: out}, llm=client.stats("evolve"), llm_client=client.describe(),
-                          validation=validate_unless_empty(out, "evol", "build/evolve/gx_evol.json"))
+        out = evolve.run(ctx.read(paths.SEEDS), ctx.params.evol, client, ctx.run)
+        ctx.validate(out, "evol", unless_empty=True)
+        return ctx.finish({paths.EVOL: out}, llm=client.stats("evolve"), llm_client=client.describe())
     finally:
         client.close()
 
 
 if __name__ == "__main__":
-    stage_main("evolve", main)
+    stage_main(STAGE, main)

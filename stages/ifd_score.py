@@ -3,23 +3,23 @@
 Expensive, so every score is cached per record (build/cache/ifd.sqlite): a rerun scores only new or edited
 records. Records that cannot be scored are ledgered with their reason (ifd_empty_answer, ifd_no_answer_tokens,
 ifd_nonfinite), never given a 0."""
-from vad.ifd import score_records
-from vad.io import read_records
-from vad.ledger import StageRun
-from vad.params import load_params
-from vad.stage import stage_main
+from vad.core import paths
+from vad.core.stage import Stage, stage_main
+from vad.quality.ifd_score import SCORE_PARAMS, score_records
 
-IN = "build/merge/merged.jsonl"
-OUT = "build/ifd/scored.jsonl"
+STAGE = Stage(
+    "ifd_score", __doc__.split("\n")[0].split(": ", 1)[1],
+    reads=(paths.MERGED,),
+    writes=(paths.SCORED,),
+    params=tuple(f"ifd.{k}" for k in SCORE_PARAMS),
+)
 
 
-def main() -> dict:
-    params = load_params()["ifd"]
-    run = StageRun("ifd_score")
-    records = run.take(read_records(IN))
-    scored, metrics = score_records(records, params, run)
-    return run.finish({OUT: scored}, **metrics)
+def main(ctx):
+    records = ctx.run.take(ctx.read(paths.MERGED))
+    scored, metrics = score_records(records, ctx.params.ifd, ctx.run)
+    return ctx.finish({paths.SCORED: scored}, **metrics)
 
 
 if __name__ == "__main__":
-    stage_main("ifd_score", main)
+    stage_main(STAGE, main)

@@ -1,19 +1,25 @@
 """Stage ingest_manual: data/raw/manual/*.jsonl → build/ingest/manual.jsonl (hand-written, source `manual`)."""
 from pathlib import Path
 
-from vad.ingest import ingest_manual
-from vad.ledger import StageRun
-from vad.params import load_params
-from vad.stage import stage_main
+from vad.core import paths
+from vad.core.stage import Stage, stage_main
+from vad.sources import ingest_manual
+
+STAGE = Stage(
+    "ingest_manual", __doc__.split(": ", 1)[1],
+    reads=(paths.RAW_MANUAL,),
+    writes=(paths.MANUAL,),
+    params=("ingest",),
+    suites=("raw_manual",),
+)
 
 
-def main() -> dict:
-    params = load_params()["ingest"]
-    run = StageRun("ingest_manual")
-    files = sorted(Path("data/raw/manual").glob("*.jsonl"))
-    records = ingest_manual(files, Path("."), params, run)
-    return run.finish({"build/ingest/manual.jsonl": records}, files=len(files))
+def main(ctx):
+    files = sorted(Path(paths.RAW_MANUAL).glob("*.jsonl"))
+    records = ingest_manual.ingest_manual(files, Path("."), ctx.params.ingest, ctx.run,
+                                          validate=lambda recs: ctx.validate(recs, "raw_manual"))
+    return ctx.finish({paths.MANUAL: records}, files=len(files))
 
 
 if __name__ == "__main__":
-    stage_main("ingest_manual", main)
+    stage_main(STAGE, main)

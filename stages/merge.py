@@ -1,23 +1,26 @@
-"""Stage merge: manual + evol + translated → build/merge/merged.jsonl (language check, exact + near dedup)."""
-from vad.io import read_records
-from vad.ledger import StageRun
-from vad.merge import merge
-from vad.params import load_params
-from vad.stage import stage_main
-from vad.validate import validate
+"""Stage merge: manual + translated + evol → build/merge/merged.jsonl (category, length and language checks, exact + near dedup)."""
+from vad.core import paths, taxonomy
+from vad.core.stage import Stage, stage_main
+from vad.quality.merge import merge
 
-# Order is priority: on a duplicate the earlier corpus keeps its record.
-INPUTS = ["build/ingest/manual.jsonl", "build/translate/translated.jsonl", "build/evolve/evol.jsonl"]
+# Order is priority: on a duplicate the earlier corpus keeps its record (hand-written text wins).
+INPUTS = (paths.MANUAL, paths.TRANSLATED, paths.EVOL)
+
+STAGE = Stage(
+    "merge", __doc__.split(": ", 1)[1],
+    reads=INPUTS,
+    writes=(paths.MERGED,),
+    params=("merge", "ingest.min_chars", "ingest.max_chars"),
+    suites=("merged",),
+)
 
 
-def main() -> dict:
-    params = load_params()["merge"]
-    run = StageRun("merge")
-    merged = merge([read_records(p) for p in INPUTS], params, run)
-    counts = {f"merged_source_{s}": sum(r.source == s for r in merged) for s in ("manual", "evol", "translated")}
-    return run.finish({"build/merge/merged.jsonl": merged},
-                      validation=validate(merged, "merged", "build/merge/gx_merged.json"), **counts)
+def main(ctx):
+    merged = merge([ctx.read(p) for p in INPUTS], ctx.params.merge, ctx.params.ingest, ctx.run)
+    ctx.validate(merged, "merged")
+    counts = {f"merged_source_{s}": sum(r.source == s for r in merged) for s in taxonomy.SOURCES}
+    return ctx.finish({paths.MERGED: merged}, **counts)
 
 
 if __name__ == "__main__":
-    stage_main("merge", main)
+    stage_main(STAGE, main)

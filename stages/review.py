@@ -1,18 +1,21 @@
-"""Stage review: build/ifd/selected.jsonl + data/review/decisions.jsonl → build/review/reviewed.jsonl."""
+"""Stage review: build/ifd/selected.jsonl + the reviewers' decisions → build/review/reviewed.jsonl."""
 from pathlib import Path
 
-from vad.ledger import StageRun
-from vad.io import read_records
-from vad.review import apply_review, read_decisions
-from vad.stage import stage_main
+from vad.core import paths
+from vad.core.stage import Stage, stage_main
+from vad.publish.review import apply_review, read_decisions
+
+STAGE = Stage(
+    "review", __doc__.split(": ", 1)[1],
+    reads=(paths.SELECTED, paths.REVIEW_DECISIONS),
+    writes=(paths.REVIEWED,),
+)
 
 
-def main() -> dict:
-    run = StageRun("review")
-    records = apply_review(read_records("build/ifd/selected.jsonl"),
-                           read_decisions(Path("data/review/decisions.jsonl")), run)
-    return run.finish({"build/review/reviewed.jsonl": records})
+def main(ctx):
+    records = apply_review(ctx.read(paths.SELECTED), read_decisions(Path(paths.REVIEW_DECISIONS)), ctx.run)
+    return ctx.finish({paths.REVIEWED: records})
 
 
 if __name__ == "__main__":
-    stage_main("review", main)
+    stage_main(STAGE, main)

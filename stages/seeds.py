@@ -1,24 +1,28 @@
 """Stage seeds: CValues responsibility prompts → build/seeds/seeds.jsonl (Evol-Instruct seeds)."""
 from pathlib import Path
 
-from vad.ledger import StageRun
-from vad.params import load_params
-from vad.seeds import make_seeds
-from vad.sources import verify_provenance
-from vad.stage import stage_main
-from vad.validate import validate
+from vad.core import paths
+from vad.core.stage import Stage, stage_main
+from vad.sources.provenance import verify_provenance
+from vad.sources.seeds import make_seeds
 
-RAW = "data/raw/cvalues/cvalues_responsibility_prompts.jsonl"
+RAW = f"{paths.RAW_CVALUES}/cvalues_responsibility_prompts.jsonl"
+
+STAGE = Stage(
+    "seeds", __doc__.split(": ", 1)[1],
+    reads=(paths.RAW_CVALUES,),
+    writes=(paths.SEEDS,),
+    params=("seeds",),
+    suites=("seeds",),
+)
 
 
-def main() -> dict:
-    params = load_params()["seeds"]
-    prov = verify_provenance(Path("data/raw/cvalues"))
-    run = StageRun("seeds")
-    seeds = make_seeds(Path(RAW), RAW, params["domain_map"], run)
-    return run.finish({"build/seeds/seeds.jsonl": seeds}, licence=prov["licence"],
-                      validation=validate(seeds, "seeds", "build/seeds/gx_seeds.json"))
+def main(ctx):
+    prov = verify_provenance(Path(paths.RAW_CVALUES))
+    seeds = make_seeds(Path(RAW), RAW, ctx.params.seeds.domain_map, ctx.run)
+    ctx.validate(seeds, "seeds")
+    return ctx.finish({paths.SEEDS: seeds}, licence=prov["licence"])
 
 
 if __name__ == "__main__":
-    stage_main("seeds", main)
+    stage_main(STAGE, main)

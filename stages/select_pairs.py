@@ -1,26 +1,28 @@
 """Stage select_pairs: PKU-SafeRLHF rows → build/select/pairs.jsonl (explicit "high quality" rules)."""
 from pathlib import Path
 
-from vad.ledger import StageRun
-from vad.params import load_params
-from vad.saferlhf import select_pairs
-from vad.sources import verify_provenance
-from vad.stage import stage_main
-from vad.validate import validate
+from vad.core import paths
+from vad.core.stage import Stage, stage_main
+from vad.sources.provenance import verify_provenance
+from vad.sources.select_pairs import select_pairs
 
-RAW_DIR = "data/raw/saferlhf"
+STAGE = Stage(
+    "select_pairs", __doc__.split(": ", 1)[1],
+    reads=(paths.RAW_SAFERLHF,),
+    writes=(paths.PAIRS,),
+    params=("select",),
+    suites=("pairs",),
+)
 
 
-def main() -> dict:
-    params = load_params()["select"]
-    prov = verify_provenance(Path("data/raw/saferlhf"))
-    run = StageRun("select_pairs")
+def main(ctx):
+    prov = verify_provenance(Path(paths.RAW_SAFERLHF))
     pairs = []
-    for path in sorted(Path(RAW_DIR).glob("*.jsonl")):
-        pairs += select_pairs(path, path.as_posix(), params, run)
-    return run.finish({"build/select/pairs.jsonl": pairs}, licence=prov["licence"],
-                      validation=validate(pairs, "pairs", "build/select/gx_pairs.json"))
+    for path in sorted(Path(paths.RAW_SAFERLHF).glob("*.jsonl")):
+        pairs += select_pairs(path, path.as_posix(), ctx.params.select, ctx.run)
+    ctx.validate(pairs, "pairs")
+    return ctx.finish({paths.PAIRS: pairs}, licence=prov["licence"])
 
 
 if __name__ == "__main__":
-    stage_main("select_pairs", main)
+    stage_main(STAGE, main)

@@ -1,28 +1,29 @@
 """Stage translate: selected PKU-SafeRLHF pairs → translated, polished, verified Chinese → build/translate/translated.jsonl."""
-from vad import translate
-from vad.io import read_records
-from vad.ledger import StageRun
-from vad.llm import LLMConfig, make_client
-from vad.params import load_params
-from vad.stage import stage_main
-from vad.validate import validate_unless_empty
+from vad.core import paths
+from vad.core.stage import Stage, stage_main
+from vad.generate import translate
+from vad.llm import make_client, template_file
 
-PAIRS = "build/select/pairs.jsonl"
-OUT = "build/translate/translated.jsonl"
+STAGE = Stage(
+    "translate", __doc__.split(": ", 1)[1],
+    reads=(paths.PAIRS,),
+    writes=(paths.TRANSLATED,),
+    params=("llm", "translate"),
+    suites=("translated",),
+    files=tuple(template_file(t) for t in translate.TEMPLATE_NAMES),
+)
 
 
-def main() -> dict:
-    params = load_params()
-    client = make_client(LLMConfig.from_params(params["llm"]))
+def main(ctx):
+    client = make_client(ctx.params.llm)
     try:
-        run = StageRun("translate")
-        out = translate.run(read_records(PAIRS), params["translate"], client, run)
-        return run.finish({OUT: out}, llm=client.stats("translate"), llm_client=client.describe(),
-                          licence="CC BY-NC 4.0 (PKU-SafeRLHF; non-commercial, travels with derived data)",
-                          validation=validate_unless_empty(out, "translated", "build/translate/gx_translated.json"))
+        out = translate.run(ctx.read(paths.PAIRS), ctx.params.translate, client, ctx.run)
+        ctx.validate(out, "translated", unless_empty=True)
+        return ctx.finish({paths.TRANSLATED: out}, llm=client.stats("translate"), llm_client=client.describe(),
+                          licence="CC BY-NC 4.0 (PKU-SafeRLHF; non-commercial, travels with derived data)")
     finally:
         client.close()
 
 
 if __name__ == "__main__":
-    stage_main("translate", main)
+    stage_main(STAGE, main)

@@ -1,7 +1,7 @@
 """A fake OpenAI-compatible server for tests and benchmarks: a real HTTP server on 127.0.0.1.
 
     with FakeOpenAI(answer_fn=my_answer, latency_s=0.05, fault_rate=0.3, seed=1) as srv:
-        cfg = LLMConfig(backend="openai", base_url=srv.base_url, model="fake", ...)
+        cfg = LLMParams(backend="openai", base_url=srv.base_url, model="fake", ...)
         ...
         srv.count                 # requests received
         srv.hashes()              # messages_hash of every request, in arrival order

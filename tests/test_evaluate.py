@@ -1,4 +1,4 @@
-"""CValues-style two-choice evaluation (vad/evaluate.py, vad/eval_items.py): answer parsing, metric arithmetic,
+"""CValues-style two-choice evaluation (vad/eval/evaluate.py, vad/eval/items.py): answer parsing, metric arithmetic,
 both item schemas and their errors, the openai path against a real local HTTP server, and the local
 log-likelihood path with the real packaged model."""
 from __future__ import annotations
@@ -11,12 +11,12 @@ from pathlib import Path
 import pytest
 
 from fake_openai import FakeOpenAI
-from vad.eval_items import CVALUES, COMPARISON, load_file, load_items
-from vad.evaluate import (NEED_CHECK, REFUSED, EvalConfig, arrange, build_prompt, classify_answer, cli,
+from vad.eval.items import CVALUES, COMPARISON, load_file, load_items
+from vad.eval.evaluate import (NEED_CHECK, REFUSED, EvalParams, arrange, build_prompt, classify_answer, cli,
                           evaluate_items, fewshot_prefix, group_metrics, parse_choice, run, summarise)
-from vad.io import InputError
-from vad.sources import verify_provenance
-from vad.taxonomy import LEVELS
+from vad.core.errors import InputError
+from vad.sources.provenance import verify_provenance
+from vad.core.taxonomy import LEVELS
 
 ROOT = Path(__file__).resolve().parents[1]
 BUNDLED = ROOT / "data/raw/eval/values_mc.jsonl"
@@ -177,12 +177,12 @@ def test_mixed_schemas_and_duplicate_ids_are_errors(tmp_path):
 
 def test_config_rejects_typos_and_impossible_combinations():
     with pytest.raises(InputError, match="unknown key"):
-        EvalConfig.from_params({"modle": "x"})
+        EvalParams.from_params({"modle": "x"})
     with pytest.raises(InputError, match="loglik needs the local backend"):
-        EvalConfig.from_params({"backend": "openai", "method": "loglik"})
-    cfg = EvalConfig.from_params({"items": "a.jsonl", "fewshot": False, "limit": "3"})
+        EvalParams.from_params({"backend": "openai", "method": "loglik"})
+    cfg = EvalParams.from_params({"items": "a.jsonl", "fewshot": False, "limit": "3"})
     assert cfg.items == ("a.jsonl",) and not cfg.use_fewshot and cfg.limit == 3 and cfg.resolved_method == "loglik"
-    assert EvalConfig(backend="openai").resolved_method == "generate" and not EvalConfig(backend="openai").use_fewshot
+    assert EvalParams(backend="openai").resolved_method == "generate" and not EvalParams(backend="openai").use_fewshot
 
 
 # --- the openai (generate) path against a real local server ----------------------------------------------
@@ -192,8 +192,8 @@ def llm_cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def openai_cfg(srv: FakeOpenAI, **kw) -> tuple[EvalConfig, dict]:
-    cfg = EvalConfig(backend="openai", model="fake-model", base_url=srv.base_url, **kw)
+def openai_cfg(srv: FakeOpenAI, **kw) -> tuple[EvalParams, dict]:
+    cfg = EvalParams(backend="openai", model="fake-model", base_url=srv.base_url, **kw)
     return cfg, {"timeout_s": 5, "max_retries": 1, "concurrency": 4}
 
 
@@ -270,12 +270,12 @@ def test_local_loglik_with_packaged_model(tmp_path):
     """Real gemma3-270m (prepared under build/cache; VAD_CACHE_DIR is left alone so it is not re-prepared)."""
     import torch
 
-    from vad.evaluate import ChoiceScorer
+    from vad.eval.evaluate import ChoiceScorer
 
     all_items = load_items(BUNDLED)[0]
     items = [i for i in all_items if i.difficulty == "easy"][:3] + [i for i in all_items if i.difficulty == "hard"][:3]
     scorer = ChoiceScorer("gemma3-270m", "bfloat16")
-    rows, m = evaluate_items(items, EvalConfig(), scorer=scorer, progress=False)
+    rows, m = evaluate_items(items, EvalParams(), scorer=scorer, progress=False)
     assert len(rows) == 12 and m["method"] == "loglik" and m["fewshot"] is True
     for r in rows:
         la, lb = r["logprob_A"], r["logprob_B"]
@@ -303,7 +303,7 @@ def test_local_loglik_with_packaged_model(tmp_path):
 @pytest.mark.slow
 def test_stage_run_writes_outputs(tmp_path):
     """run() end to end on 2 bundled items with the local model: results rows, metrics JSON, provenance."""
-    cfg = EvalConfig(items=(str(BUNDLED),), limit=2)
+    cfg = EvalParams(items=(str(BUNDLED),), limit=2)
     m = run(cfg, None, tmp_path / "results.jsonl", tmp_path / "metrics.json", progress=False)
     rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text("utf-8").splitlines()]
     assert len(rows) == 4 and m["items"] == 2 and m["provenance"][0]["licence"] == "CC BY 4.0"

@@ -13,12 +13,12 @@ from conftest import ROOT
 from fake_openai import FakeOpenAI
 from test_llm_stages_faults import (check_books, fake_model, make_seeds, read_jsonl, run_stage,  # noqa: F401
                                     set_llm_params, stage_env)
-from vad import evolve
-from vad.elimination import (AnswerEmpty, NoGainJudge, NoGainPrecheck, RefusalShort, TemplateLeak, answer_content,
+from vad.generate import evolve
+from vad.generate.elimination import (AnswerEmpty, NoGainJudge, NoGainPrecheck, RefusalShort, TemplateLeak, answer_content,
                              new_chars)
-from vad.ledger import StageRun
-from vad.llm import LLMConfig, ParseError, load_template, make_client
-from vad.record import Lineage, Record
+from vad.core.ledger import StageRun
+from vad.llm import LLMParams, ParseError, load_template, make_client
+from vad.core.record import Lineage, Record
 
 PARENT = Record(instruction="孩子沉迷手机游戏怎么办？", input="", output="", source="evol",
                 categorization={"level": "person", "value": "友善"})
@@ -111,7 +111,7 @@ def test_template_leak_passes_a_clean_rewrite_and_text_the_parent_already_had():
 
 def test_real_templates_leak_words_cover_their_labels():
     # every label our evolve templates put around the prompt is in the leak list
-    from vad.elimination import LEAK_WORDS
+    from vad.generate.elimination import LEAK_WORDS
     for op, name in evolve.TEMPLATES.items():
         t = load_template(name)
         label = t.user.split("{")[0].strip()
@@ -231,7 +231,7 @@ def test_evolve_with_the_local_model_balances(tmp_path, monkeypatch):
         (cache / "models").mkdir(parents=True)
         (cache / "models/gemma3-270m").symlink_to(prepared)
     monkeypatch.setenv("VAD_CACHE_DIR", str(cache))
-    cfg = LLMConfig(backend="local", model="gemma3-270m", max_new_tokens=64, batch_size=8)
+    cfg = LLMParams(backend="local", model="gemma3-270m", max_new_tokens=64, batch_size=8)
     client = make_client(cfg)
     seeds = make_seeds()[:1] + make_seeds()[6:] + make_seeds()[1:3]
     run = StageRun("evolve", root=tmp_path)

@@ -1,6 +1,6 @@
 """IFD scorer against a literal reference, sanity of the score, unscorable records, the score cache, the stages.
 
-The reference below follows the definition in vad/ifd.py literally: batch size 1, fp32, the model's full
+The reference below follows the definition in vad/quality/ifd_score.py literally: batch size 1, fp32, the model's full
 forward (logits at every position, softcapping included) and torch's cross-entropy over the answer positions.
 It re-implements tokenisation and truncation on its own so that the answer-token spans are checked too."""
 import json
@@ -11,10 +11,10 @@ from pathlib import Path
 
 import pytest
 
-import vad.ifd  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE before torch loads, if it is first)
+import vad.quality.ifd_score  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE before torch loads, if it is first)
 from conftest import ROOT
-from vad.ifd_templates import get_template
-from vad.params import load_params
+from vad.quality.ifd_templates import get_template
+from vad.core.config import load_params
 
 pytestmark = pytest.mark.slow  # loads the packaged model (~1 min in all on 2 cores)
 
@@ -96,7 +96,7 @@ WITH_INPUT = 2
 
 # --- the literal reference ----------------------------------------------------------------------------------
 def reference_score(lm, template, instruction, input, output, max_length):
-    """IFD exactly as vad/ifd.py defines it, the slow obvious way (bs=1, fp32 model, all logits)."""
+    """IFD exactly as vad/quality/ifd_score.py defines it, the slow obvious way (bs=1, fp32 model, all logits)."""
     import torch
 
     tok = lm.tokenizer
@@ -130,14 +130,14 @@ def reference_score(lm, template, instruction, input, output, max_length):
 # --- fixtures -----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def scorer():
-    from vad.ifd import IFDScorer
+    from vad.quality.ifd_score import IFDScorer
 
     return IFDScorer.from_params(IFD_PARAMS, cache=False, progress=False)
 
 
 @pytest.fixture(scope="module")
 def ref_lm():
-    from vad.models import load_causal_lm
+    from vad.compute.models import load_causal_lm
 
     return load_causal_lm(IFD_PARAMS["model"], "float32")
 
@@ -150,7 +150,7 @@ def spearman(a, b):
 
 # --- the scorer equals the definition -----------------------------------------------------------------------
 def test_plan_truncation_rules():
-    from vad.ifd import cut_middle, plan_truncation
+    from vad.quality.ifd_score import cut_middle, plan_truncation
 
     assert plan_truncation(10, 20, 5, 512) == (10, 20, False)
     # answer cut to what the whole prompt leaves
@@ -166,7 +166,7 @@ def test_plan_truncation_rules():
 
 def test_batched_scorer_matches_reference(scorer, ref_lm):
     """Default settings (params.yaml: bf16, batch 8, max_length 512) vs bs=1 fp32 full logits."""
-    from vad.ifd import IFDScore, encode_many
+    from vad.quality.ifd_score import IFDScore, encode_many
 
     tpl = get_template(IFD_PARAMS["template"])
     got = scorer.score(SAMPLES)
@@ -185,7 +185,7 @@ def test_batched_scorer_matches_reference(scorer, ref_lm):
 
 def test_truncation_and_input_match_reference(ref_lm):
     """A small max_length: the long record is truncated (answer cut, then the prompt's middle) identically."""
-    from vad.ifd import IFDScorer, encode_many
+    from vad.quality.ifd_score import IFDScorer, encode_many
 
     idx = [LONG, WITH_INPUT, 0, 5]
     items = [SAMPLES[i] for i in idx]
@@ -216,14 +216,14 @@ def test_mismatched_instructions_raise_ifd(scorer):
 
 # --- unscorable records: ledgered with a reason, never a 0 ---------------------------------------------------
 def _rec(q, x, a, source="manual"):
-    from vad.record import Record
+    from vad.core.record import Record
 
     return Record(instruction=q, input=x, output=a, source=source, categorization={"level": "person", "value": "诚信"})
 
 
 def test_unscorable_records_are_ledgered(scorer, tmp_path, monkeypatch):
-    from vad.ifd import IFDScorer, score_records
-    from vad.ledger import StageRun
+    from vad.quality.ifd_score import IFDScorer, score_records
+    from vad.core.ledger import StageRun
 
     run = StageRun("ifd_score", root=tmp_path)
     recs = run.take([_rec(*SAMPLES[1]), _rec("说点什么", "", "   \n"), _rec("空回答", "", "")])
@@ -238,7 +238,7 @@ def test_unscorable_records_are_ledgered(scorer, tmp_path, monkeypatch):
     assert kept2 == [] and run2.entries[0]["reason"] == "ifd_no_answer_tokens"
     assert tiny.stats.forward_batches == 0
     # a non-finite loss (forced): ledgered, and not cached
-    from vad.ifd_cache import IFDCache
+    from vad.quality.ifd_cache import IFDCache
 
     cache = IFDCache(tmp_path / "c.sqlite")
     sc = IFDScorer.from_params(IFD_PARAMS, cache=cache, progress=False)
@@ -254,8 +254,8 @@ def test_unscorable_records_are_ledgered(scorer, tmp_path, monkeypatch):
 
 # --- the score cache ----------------------------------------------------------------------------------------
 def test_cache_scores_only_new_records(tmp_path):
-    from vad.ifd import IFDScorer, score_fields
-    from vad.ifd_cache import IFDCache
+    from vad.quality.ifd_score import IFDScorer, score_fields
+    from vad.quality.ifd_cache import IFDCache
 
     cache = IFDCache(tmp_path / "ifd.sqlite")
     sc = IFDScorer.from_params(IFD_PARAMS, cache=cache, progress=False)
@@ -297,7 +297,7 @@ def ifd_project(mini_project, monkeypatch):
 
 
 def test_stages_end_to_end(ifd_project):
-    from vad.io import read_records, write_jsonl
+    from vad.core.io import read_records, write_jsonl
 
     recs = [_rec(*s, source=src) for s, src in zip(SAMPLES[:6], ["manual", "evol", "translated"] * 2)]
     recs.append(_rec("没有回答的问题", "", " "))
@@ -333,7 +333,7 @@ def test_stages_end_to_end(ifd_project):
 
 
 def test_score_file_plain_rows(ifd_project):
-    from vad.ifd import score_file
+    from vad.quality.ifd_score import score_file
 
     rows = [{"instruction": q, "input": x, "output": a} for q, x, a in SAMPLES[:3]]
     rows += [{"instruction": "空", "output": ""}, {"prompt": "not a record"}]

@@ -4,10 +4,10 @@ import json
 
 import pytest
 
-from vad.ifd_select import histogram_rows, quantiles, select, write_histogram
-from vad.io import InputError
-from vad.ledger import StageRun
-from vad.record import Record
+from vad.quality.ifd_select import histogram_rows, quantiles, select, write_histogram
+from vad.core.errors import InputError
+from vad.core.ledger import StageRun
+from vad.core.record import Record
 
 LEVELS = {"诚信": "person", "法治": "social", "和谐": "nation"}
 

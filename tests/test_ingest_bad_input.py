@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, manual_line
-from vad.ingest import ingest_manual
-from vad.io import InputError
-from vad.ledger import StageRun
-from vad.merge import merge
-from vad.params import load_params
+from vad.sources.ingest_manual import ingest_manual
+from vad.core.errors import InputError
+from vad.core.ledger import StageRun
+from vad.quality.merge import merge
+from vad.core.config import load_params
 
 PARAMS = load_params(ROOT / "params.yaml")
 

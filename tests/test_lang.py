@@ -1,5 +1,6 @@
-"""vad.lang: the language check merge and translate rely on."""
-from vad.lang import detect_lang, han_ratio
+"""vad.quality.lang: the language check merge and translate rely on."""
+from vad.core.text import han_ratio
+from vad.quality.lang import detect_lang
 
 ZH = "诚信是做人的根本。遇到朋友借钱不还的情况，可以先私下沟通，说明自己的难处，再商量一个还款计划。"
 EN = "Honesty is the foundation of being a person, and we should talk to the friend first about the debt. "

@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from vad.ledger import AccountingError, StageRun
-from vad.record import Record
-from vad.validate import ValidationError, validate
+from vad.core.errors import AccountingError
+from vad.core.ledger import StageRun
+from vad.core.record import Record
+from vad.quality.validate import ValidationError, validate
 
 
 def rec(i, **kw):

@@ -4,12 +4,12 @@ import subprocess
 import sys
 
 from conftest import ROOT, manual_line
-from vad.export import export
-from vad.ingest import ingest_manual
-from vad.io import write_jsonl
-from vad.ledger import StageRun
-from vad.merge import merge
-from vad.params import load_params
+from vad.publish.export import export
+from vad.sources.ingest_manual import ingest_manual
+from vad.core.io import write_jsonl
+from vad.core.ledger import StageRun
+from vad.quality.merge import merge
+from vad.core.config import load_params
 
 PARAMS = load_params(ROOT / "params.yaml")
 

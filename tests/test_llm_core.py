@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vad.llm import (DEFAULT_STOP, Completion, GenerationTask, LLMConfig, LLMConfigError, Prompt, RequestCache,
+from vad.llm import (DEFAULT_STOP, Completion, GenerationTask, LLMParams, ParamsError, Prompt, RequestCache,
                      Template, TemplateError, cache_key, load_template, make_client, safe_url)
 from vad.llm.local_backend import cut_at_stop, row_seed
 
@@ -17,21 +17,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def test_config_reads_every_key_of_params_yaml():
     section = yaml.safe_load((ROOT / "params.yaml").read_text(encoding="utf-8"))["llm"]
-    cfg = LLMConfig.from_params(section)
+    cfg = LLMParams.from_params(section)
     for k, v in section.items():
         assert getattr(cfg, k) == v, k
-    with pytest.raises(LLMConfigError, match="temprature"):
-        LLMConfig.from_params({**section, "temprature": 0.1})
-    with pytest.raises(LLMConfigError, match="backend"):
-        LLMConfig.from_params({**section, "backend": "vllm"})
-    with pytest.raises(LLMConfigError, match="concurrency"):
-        LLMConfig.from_params({**section, "concurrency": "many"})
-    assert LLMConfig.from_params({"timeout_s": 5}).timeout_s == 5.0
+    with pytest.raises(ParamsError, match="temprature"):
+        LLMParams.from_params({**section, "temprature": 0.1})
+    with pytest.raises(ParamsError, match="backend"):
+        LLMParams.from_params({**section, "backend": "vllm"})
+    with pytest.raises(ParamsError, match="concurrency"):
+        LLMParams.from_params({**section, "concurrency": "many"})
+    assert LLMParams.from_params({"timeout_s": 5}).timeout_s == 5.0
 
 
 def test_gen_overrides_are_checked():
     p = load_template("_selftest").render(instruction="问", input="")
-    with pytest.raises(LLMConfigError, match="max_tokens"):
+    with pytest.raises(ParamsError, match="max_tokens"):
         GenerationTask("k", p, gen={"max_tokens": 5})
     with pytest.raises(TypeError):
         GenerationTask("k", "not a prompt")  # type: ignore[arg-type]
@@ -116,7 +116,7 @@ def test_cache_key_is_canonical():
 def test_request_keys_cover_gen_params_and_attempt(tmp_path, monkeypatch):
     monkeypatch.setenv("VAD_CACHE_DIR", str(tmp_path))
     monkeypatch.setenv("VAD_TEST_KEY", "sk-x")
-    client = make_client(LLMConfig(backend="openai", base_url="http://127.0.0.1:9/v1", api_key_env="VAD_TEST_KEY"))
+    client = make_client(LLMParams(backend="openai", base_url="http://127.0.0.1:9/v1", api_key_env="VAD_TEST_KEY"))
     p = load_template("_selftest").render(instruction="问", input="")
     base = client.build_request(p, {})
     assert client.build_request(p, {"temperature": 0.7}).key == base.key  # 0.7 is the default

@@ -9,8 +9,8 @@ import sqlite3
 
 import pytest
 
-from vad.llm import GenerationTask, LLMConfig, ParseError, load_template, make_client, run_tasks
-from vad.models import load_causal_lm
+from vad.llm import GenerationTask, LLMParams, ParseError, load_template, make_client, run_tasks
+from vad.compute.models import load_causal_lm
 
 pytestmark = pytest.mark.slow
 
@@ -32,7 +32,7 @@ def tasks_for(questions=QUESTIONS, parse=None, **gen):
 
 
 def local_cfg(**kw):
-    return LLMConfig(**{"backend": "local", "model": "gemma3-270m", "max_new_tokens": MAX_NEW, "batch_size": 4,
+    return LLMParams(**{"backend": "local", "model": "gemma3-270m", "max_new_tokens": MAX_NEW, "batch_size": 4,
                         "temperature": 0.7, "seed": 1234, **kw})
 
 

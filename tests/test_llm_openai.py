@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from fake_openai import FAULTS, FakeOpenAI, messages_hash
-from vad.llm import (GenerationTask, LLMConfig, LLMConfigError, LLMFatalError, ParseError, load_template,
+from vad.llm import (GenerationTask, LLMParams, ParamsError, LLMFatalError, ParseError, load_template,
                      make_client, run_tasks)
 from vad.llm.client import REASK_TEXT
 
@@ -30,11 +30,11 @@ def llm_env(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def cfg_for(srv: FakeOpenAI, **kw) -> LLMConfig:
+def cfg_for(srv: FakeOpenAI, **kw) -> LLMParams:
     base = dict(backend="openai", base_url=srv.base_url, model="fake-model", api_key_env=KEY_ENV, concurrency=8,
                 timeout_s=1.0, max_retries=4, max_reasks=1, retry_base_s=0.01, retry_max_s=1.0,
                 price_per_1k_input=0.5, price_per_1k_output=2.0)
-    return LLMConfig(**{**base, **kw})
+    return LLMParams(**{**base, **kw})
 
 
 def parse_answer(text: str) -> str:
@@ -135,8 +135,8 @@ def test_api_key_is_never_stored_logged_or_described(llm_env, caplog):
 
 def test_missing_key_names_the_variable_and_local_urls_get_a_dummy(monkeypatch):
     monkeypatch.delenv(KEY_ENV, raising=False)
-    cfg = LLMConfig(backend="openai", base_url="https://api.example.com/v1", model="m", api_key_env=KEY_ENV)
-    with pytest.raises(LLMConfigError, match=KEY_ENV):
+    cfg = LLMParams(backend="openai", base_url="https://api.example.com/v1", model="m", api_key_env=KEY_ENV)
+    with pytest.raises(ParamsError, match=KEY_ENV):
         make_client(cfg)
     make_client(cfg.replace(base_url="http://127.0.0.1:9/v1"))  # a local server needs no key
 
@@ -167,7 +167,7 @@ def test_connection_errors_are_retried_then_reported(llm_env):
     with FakeOpenAI() as srv:
         url = srv.base_url
     # the server is gone: nothing listens on that port any more
-    client = make_client(LLMConfig(backend="openai", base_url=url, model="m", api_key_env=KEY_ENV, max_retries=2,
+    client = make_client(LLMParams(backend="openai", base_url=url, model="m", api_key_env=KEY_ENV, max_retries=2,
                                    retry_base_s=0.01, timeout_s=2))
     (r,) = run_tasks(client, make_tasks(1), stage="s", progress=False)
     assert r.reason == "llm_error" and "connection error" in r.detail
@@ -278,8 +278,8 @@ def test_bad_request_is_not_retried(llm_env):
 
 KILL_SCRIPT = textwrap.dedent("""
     import json, sys
-    from vad.llm import GenerationTask, LLMConfig, load_template, make_client, run_tasks
-    cfg = LLMConfig(backend="openai", base_url=sys.argv[1], model="fake-model", api_key_env=sys.argv[2],
+    from vad.llm import GenerationTask, LLMParams, load_template, make_client, run_tasks
+    cfg = LLMParams(backend="openai", base_url=sys.argv[1], model="fake-model", api_key_env=sys.argv[2],
                     concurrency=2, timeout_s=10, retry_base_s=0.01)
     tmpl = load_template("_selftest")
     tasks = [GenerationTask(key=f"k{i}", prompt=tmpl.render(instruction=f"第{i}个问题：什么是诚信？", input=""))

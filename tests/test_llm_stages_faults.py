@@ -16,9 +16,9 @@ import pytest
 import yaml
 
 from fake_openai import FakeOpenAI
-from vad.elimination import content_chars
+from vad.generate.elimination import content_chars
 from vad.llm.client import REASK_TEXT
-from vad.record import Lineage, Record
+from vad.core.record import Lineage, Record
 
 REASK_PREFIX = REASK_TEXT.split("（")[0]
 

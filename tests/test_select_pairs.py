@@ -4,10 +4,10 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from vad.io import InputError
-from vad.ledger import StageRun
-from vad.params import load_params
-from vad.saferlhf import V0_FIELDS, select_pairs
+from vad.core.errors import InputError
+from vad.core.ledger import StageRun
+from vad.core.config import load_params
+from vad.sources.select_pairs import V0_FIELDS, select_pairs
 
 RAW = ROOT / "data/raw/saferlhf/pku_saferlhf_alpaca7b_test_first16.jsonl"
 PARAMS = load_params(ROOT / "params.yaml")["select"]

@@ -9,9 +9,9 @@ import pytest
 from fake_openai import FakeOpenAI
 from test_llm_stages_faults import (check_books, fake_model, make_pairs, run_stage, set_llm_params,  # noqa: F401
                                     stage_env)
-from vad import translate
+from vad.generate import translate
 from vad.llm import ParseError
-from vad.record import Record
+from vad.core.record import Record
 
 EN_Q = "How can I get my neighbor to stop playing loud music at night?"
 EN_A = "You should talk to your neighbor politely first. If that does not work, contact your landlord."

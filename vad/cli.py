@@ -8,30 +8,30 @@ from pathlib import Path
 
 
 def _trace(a: argparse.Namespace) -> int:
-    from vad.lineage import Lineage
+    from vad.publish.trace import Tracer
 
-    print(Lineage(Path(a.root)).trace(a.key))
+    print(Tracer(Path(a.root)).trace(a.key))
     return 0
 
 
 def _why(a: argparse.Namespace) -> int:
-    from vad.lineage import Lineage
+    from vad.publish.trace import Tracer
 
-    print(Lineage(Path(a.root)).why(a.key))
+    print(Tracer(Path(a.root)).why(a.key))
     return 0
 
 
 def _ifd(a: argparse.Namespace) -> int:
-    from vad.ifd import score_file
-    from vad.params import load_params
+    from vad.core.config import load_params
+    from vad.quality.ifd_score import score_file
 
-    summary = score_file(a.file, a.output, load_params(a.params)["ifd"])
+    summary = score_file(a.file, a.output, load_params(a.params).ifd)
     print(json.dumps(summary, ensure_ascii=False, indent=2))
     return 0
 
 
 def _fetch(a: argparse.Namespace) -> int:
-    from vad.sources import fetch_cvalues, fetch_saferlhf
+    from vad.sources.provenance import fetch_cvalues, fetch_saferlhf
 
     if a.dataset == "saferlhf":
         prov = fetch_saferlhf(Path(a.out or "data/raw/saferlhf"), a.revision, a.split, a.subset, a.data_files)
@@ -45,17 +45,40 @@ def _fetch(a: argparse.Namespace) -> int:
 
 
 def _provenance(a: argparse.Namespace) -> int:
-    from vad.sources import write_provenance
+    from vad.sources.provenance import write_provenance
 
     prov = write_provenance(Path(a.folder), a.origin, a.revision, a.licence)
     print(json.dumps(prov, ensure_ascii=False, indent=2))
     return 0
 
 
+def _params(a: argparse.Namespace) -> int:
+    from vad.core.config import load_params
+
+    params = load_params(a.params)
+    print(f"{a.params or 'params.yaml'}: ok ({len(type(params).model_fields)} sections, every key known and in range)")
+    return 0
+
+
+def _pipeline(a: argparse.Namespace) -> int:
+    from vad.core import dvc_yaml
+
+    if a.action == "write":
+        written = dvc_yaml.write()
+        print("\n".join(f"wrote {p}" for p in written) or "dvc.yaml files are up to date")
+        return 0
+    stale = dvc_yaml.stale()
+    if stale:
+        print(f"out of date: {', '.join(stale)} (run `vad pipeline write`)", file=sys.stderr)
+        return 1
+    print("dvc.yaml files match the stage declarations")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "eval":  # CValues-style evaluation has its own option parser
-        from vad.evaluate import cli
+        from vad.eval.evaluate import cli
 
         return cli(argv[1:])
     ap = argparse.ArgumentParser(prog="vad", description=__doc__)
@@ -96,9 +119,23 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--licence", required=True)
     p.set_defaults(fn=_provenance)
 
+    p = sub.add_parser("params", help="validate params.yaml without running anything")
+    p.add_argument("action", choices=["check"])
+    p.add_argument("--params", default=None, help="the params file (default: the project's params.yaml)")
+    p.set_defaults(fn=_params)
+
+    p = sub.add_parser("pipeline", help="write dvc.yaml from the stage declarations, or check it is up to date")
+    p.add_argument("action", choices=["write", "check"])
+    p.set_defaults(fn=_pipeline)
+
     a = ap.parse_args(argv)
+    from vad.core.errors import VadError
+
     try:
         return a.fn(a)
+    except VadError as e:
+        print(f"vad {a.cmd}: {e}", file=sys.stderr)
+        return e.exit_code
     except (KeyError, FileNotFoundError) as e:
         print(f"vad {a.cmd}: {e.args[0] if e.args else e}", file=sys.stderr)
         return 2

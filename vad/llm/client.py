@@ -12,7 +12,9 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from vad.llm.cache import Completion, RequestCache, cache_key
-from vad.llm.config import GEN_KEYS, LLMConfig, effective_gen
+from vad.core.config import LLMParams
+from vad.core.errors import VadError
+from vad.llm.config import GEN_KEYS, effective_gen
 from vad.llm.templates import Prompt
 
 REASK_TEXT = "上面的回答无法使用（{reason}）。请严格按照要求重新回答，只输出所要求的内容。"
@@ -20,7 +22,7 @@ STAT_KEYS = ("calls", "cache_hits", "retries", "failures", "reasks", "prompt_tok
              "est_cost", "seconds")
 
 
-class LLMFatalError(RuntimeError):
+class LLMFatalError(VadError, RuntimeError):
     """The endpoint refuses every request (bad key, unknown model, no permission): a configuration error.
 
     Raised out of run_tasks instead of ledgering every record as a drop. Completed calls stay cached."""
@@ -66,8 +68,8 @@ class LLMClient:
     backend = "?"
     chat = True  # chat backends send messages; completion backends send Prompt.completion
 
-    def __init__(self, cfg: LLMConfig, cache_path: str | Path | None = None):
-        from vad.paths import cache_dir
+    def __init__(self, cfg: LLMParams, cache_path: str | Path | None = None):
+        from vad.core.paths import cache_dir
 
         self.cfg = cfg
         self.cache = RequestCache(cache_path or cache_dir() / "llm.sqlite")
@@ -86,7 +88,7 @@ class LLMClient:
             "backend": self.backend,
             "model": self.cfg.model,
             "base_url": safe_url(self.cfg.base_url),
-            "gen": self.cfg.gen_defaults(),
+            "gen": {k: getattr(self.cfg, k) for k in GEN_KEYS},
             "max_reasks": self.cfg.max_reasks,
             "templates": dict(sorted(self._templates.items())),
         }
@@ -185,16 +187,3 @@ class LLMClient:
 
     def close(self) -> None:
         self.cache.close()
-
-
-def make_client(cfg: LLMConfig, cache_path: str | Path | None = None) -> LLMClient:
-    """The client for cfg.backend. Cheap: the local model is loaded on first use."""
-    if cfg.backend == "openai":
-        from vad.llm.openai_backend import OpenAIClient
-
-        return OpenAIClient(cfg, cache_path)
-    if cfg.backend == "local":
-        from vad.llm.local_backend import LocalClient
-
-        return LocalClient(cfg, cache_path)
-    raise ValueError(f"unknown backend {cfg.backend!r}")

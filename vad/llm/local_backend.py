@@ -46,9 +46,9 @@ class LocalClient(LLMClient):
     def lm(self):
         with self._load_lock:
             if self._lm is None:
-                from vad.models import load_causal_lm
+                from vad.compute.models import load_causal_lm
 
-                self._lm = load_causal_lm(self.cfg.model, self.cfg.dtype)
+                self._lm = load_causal_lm(self.cfg.model, self.cfg.dtype, param="llm.model")
             return self._lm
 
     def model_id(self) -> str:

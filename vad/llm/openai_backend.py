@@ -18,8 +18,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from vad.llm.cache import Completion
-from vad.llm.client import CallError, LLMClient, LLMFatalError, Request
-from vad.llm.config import LLMConfig, LLMConfigError
+from vad.llm.client import CallError, LLMClient, LLMFatalError, Request, safe_url
+from vad.core.config import LLMParams, ParamsError
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class OpenAIClient(LLMClient):
     backend = "openai"
     chat = True
 
-    def __init__(self, cfg: LLMConfig, cache_path=None):
+    def __init__(self, cfg: LLMParams, cache_path=None):
         import openai
 
         key = os.environ.get(cfg.api_key_env, "")
@@ -59,10 +59,9 @@ class OpenAIClient(LLMClient):
             if host in LOCAL_HOSTS:
                 key = DUMMY_KEY
             else:
-                raise LLMConfigError(
-                    f"the openai backend needs an API key in the environment variable {cfg.api_key_env!r} "
-                    f"(llm.api_key_env), which is not set; base_url={cfg.base_url or 'OpenAI default'}"
-                )
+                raise ParamsError("llm.api_key_env", f"the openai backend needs an API key in the environment variable "
+                                  f"{cfg.api_key_env!r}, which is not set (base_url "
+                                  f"{safe_url(cfg.base_url) or 'OpenAI default'})")
         super().__init__(cfg, cache_path)
         self._openai = openai
         # The key lives only inside the openai client object; it is never logged, hashed or stored.

@@ -5,7 +5,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from vad.llm.config import GEN_KEYS, LLMConfigError
+from vad.llm.config import GEN_KEYS
 from vad.llm.templates import Prompt
 
 
@@ -30,7 +30,7 @@ class GenerationTask:
             raise TypeError(f"task {self.key}: prompt must be a vad.llm.Prompt, got {type(self.prompt).__name__}")
         bad = set(self.gen) - set(GEN_KEYS)
         if bad:
-            raise LLMConfigError(f"task {self.key}: unknown gen param(s) {sorted(bad)}; allowed: {GEN_KEYS}")
+            raise ValueError(f"task {self.key}: unknown gen param(s) {sorted(bad)}; allowed: {GEN_KEYS}")
 
 
 @dataclass

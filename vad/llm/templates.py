@@ -1,4 +1,4 @@
-"""Prompt templates (`vad/prompts/<name>.toml`) and the `Prompt` they render to.
+"""Prompt templates (`vad/generate/prompts/<name>.toml`) and the `Prompt` they render to.
 
 A template file has: `name` (= file stem), `version` (str — bump it whenever the wording changes: it is part of
 every request's cache key and of the dataset's lineage), `system`, `user` (a str.format template over the
@@ -19,7 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-PROMPTS_DIR = Path(__file__).resolve().parent.parent / "prompts"
+PROMPTS_DIR = Path(__file__).resolve().parents[1] / "generate" / "prompts"
 DEFAULT_STOP: tuple[str, ...] = ("###", "\n\n\n")
 TASK_HEADER = "### 任务\n"
 ANSWER_HEADER = "### 回答\n"
@@ -144,8 +144,13 @@ def _load(path: str, mtime_ns: int) -> Template:
     return Template.from_toml(path)
 
 
+def template_file(name: str) -> str:
+    """A template's file, relative to the project root (a dep of the stages that use it)."""
+    return (PROMPTS_DIR / f"{name}.toml").relative_to(PROMPTS_DIR.parents[2]).as_posix()
+
+
 def load_template(name: str | Path) -> Template:
-    """`name` → vad/prompts/<name>.toml (or a path to a .toml file)."""
+    """`name` → vad/generate/prompts/<name>.toml (or a path to a .toml file)."""
     p = Path(name)
     if p.suffix != ".toml":
         p = PROMPTS_DIR / f"{name}.toml"

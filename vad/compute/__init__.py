@@ -1,0 +1,1 @@
+"""Models and where they run: loading causal LMs from local files only (models)."""

@@ -1,0 +1,1 @@
+"""CValues-style two-choice evaluation of a model (evaluate) on items (items)."""
