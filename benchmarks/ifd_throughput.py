@@ -116,7 +116,7 @@ def main() -> None:
     from vad.compute.models import load_causal_lm
     from scipy.stats import spearmanr
 
-    params = load_params(ROOT / "params.yaml")["ifd"]
+    params = load_params(ROOT / "params.yaml").ifd
     rows, data_info = load_rows(a.n)
     items, new2 = rows[:a.n], rows[a.n:a.n + 2]
     print(f"{len(items)} records ({data_info}); params: {params}", flush=True)
@@ -124,10 +124,10 @@ def main() -> None:
     t0 = time.perf_counter()
     scorer = ifd.IFDScorer.from_params(params, cache=False, progress=False)
     load_s = time.perf_counter() - t0
-    ref_lm = load_causal_lm(params["model"], "float32")
+    ref_lm = load_causal_lm(params.model, "float32")
     fp32 = None if a.no_fp32 or scorer.lm.dtype == "float32" else \
-        ifd.IFDScorer.from_params({**params, "dtype": "float32"}, cache=False, progress=False)
-    tpl = get_template(params["template"])
+        ifd.IFDScorer.from_params(params.replace(dtype="float32"), cache=False, progress=False)
+    tpl = get_template(params.template)
     torch.set_num_threads(scorer.threads)
 
     # 1 + 2: interleaved blocks ----------------------------------------------------------------------
@@ -191,7 +191,7 @@ def main() -> None:
                     "torch": torch.__version__, "load_avg_1m_during_blocks": loads,
                     "load_avg_1m_full_run": [l0, l1]},
         "data": {**data_info, "n": len(items)},
-        "params": {k: params[k] for k in ("model", "template", "max_length", "batch_size", "dtype")},
+        "params": {k: getattr(params, k) for k in ("model", "template", "max_length", "batch_size", "dtype")},
         "model_load_seconds_first": round(load_s, 2),
         "tokens_per_s": tps,
         "speedup_vs_reference": round(tps["scorer"] / tps["reference"], 2),

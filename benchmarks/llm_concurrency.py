@@ -22,7 +22,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 from fake_openai import FakeOpenAI  # noqa: E402
 
-from vad.llm import GenerationTask, LLMParams, load_template, make_client, run_tasks  # noqa: E402
+from vad.core.config import LLMParams
+from vad.llm import GenerationTask, load_template, make_client, run_tasks  # noqa: E402
 
 
 def run(srv: FakeOpenAI, cache: Path, concurrency: int, n: int) -> dict:

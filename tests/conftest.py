@@ -1,4 +1,5 @@
 import json
+import os
 import shutil
 from pathlib import Path
 
@@ -7,6 +8,16 @@ import pytest
 import vad  # noqa: F401  (sets the offline environment variables before anything else loads)
 
 ROOT = Path(__file__).resolve().parents[1]
+# Prepared models are a pure function of their package: every test shares the project's copy (preparing the
+# default model takes ~40 s). Caches with state (LLM requests, IFD scores) are each test's own (below).
+os.environ.setdefault("VAD_MODEL_DIR", str(ROOT / "build" / "cache" / "models"))
+
+
+@pytest.fixture(autouse=True)
+def own_caches(tmp_path, monkeypatch):
+    """Every test gets empty LLM request and IFD score caches: no test sees another's, or the developer's."""
+    monkeypatch.setenv("VAD_CACHE_DIR", str(tmp_path / "vad-cache"))
+    return tmp_path / "vad-cache"
 
 
 def manual_line(instruction="请解释什么是诚信，并举一个日常生活中的例子。", output=None, level="person", value="诚信",

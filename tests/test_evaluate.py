@@ -14,6 +14,7 @@ from fake_openai import FakeOpenAI
 from vad.eval.items import CVALUES, COMPARISON, load_file, load_items
 from vad.eval.evaluate import (NEED_CHECK, REFUSED, EvalParams, arrange, build_prompt, classify_answer, cli,
                           evaluate_items, fewshot_prefix, group_metrics, parse_choice, run, summarise)
+from vad.core.config import ParamsError
 from vad.core.errors import InputError
 from vad.sources.provenance import verify_provenance
 from vad.core.taxonomy import LEVELS
@@ -176,9 +177,9 @@ def test_mixed_schemas_and_duplicate_ids_are_errors(tmp_path):
 
 
 def test_config_rejects_typos_and_impossible_combinations():
-    with pytest.raises(InputError, match="unknown key"):
+    with pytest.raises(ParamsError, match=r"eval\.modle: unknown key \(did you mean model\?\)"):
         EvalParams.from_params({"modle": "x"})
-    with pytest.raises(InputError, match="loglik needs the local backend"):
+    with pytest.raises(ParamsError, match="loglik needs the local backend"):
         EvalParams.from_params({"backend": "openai", "method": "loglik"})
     cfg = EvalParams.from_params({"items": "a.jsonl", "fewshot": False, "limit": "3"})
     assert cfg.items == ("a.jsonl",) and not cfg.use_fewshot and cfg.limit == 3 and cfg.resolved_method == "loglik"

@@ -17,7 +17,8 @@ from vad.generate import evolve
 from vad.generate.elimination import (AnswerEmpty, NoGainJudge, NoGainPrecheck, RefusalShort, TemplateLeak, answer_content,
                              new_chars)
 from vad.core.ledger import StageRun
-from vad.llm import LLMParams, ParseError, load_template, make_client
+from vad.core.config import LLMParams
+from vad.llm import ParseError, load_template, make_client
 from vad.core.record import Lineage, Record
 
 PARENT = Record(instruction="孩子沉迷手机游戏怎么办？", input="", output="", source="evol",
@@ -225,12 +226,6 @@ def test_complicate_input_and_breadth_outputs(stage_env):
 @pytest.mark.slow
 def test_evolve_with_the_local_model_balances(tmp_path, monkeypatch):
     """One real run with Gemma 3 270M base (offline): completes and balances its books (quality not asserted)."""
-    cache = tmp_path / "cache"
-    prepared = ROOT / "build/cache/models/gemma3-270m"
-    if (prepared / "model.safetensors").exists():  # reuse the project's prepared model (saves ~40 s)
-        (cache / "models").mkdir(parents=True)
-        (cache / "models/gemma3-270m").symlink_to(prepared)
-    monkeypatch.setenv("VAD_CACHE_DIR", str(cache))
     cfg = LLMParams(backend="local", model="gemma3-270m", max_new_tokens=64, batch_size=8)
     client = make_client(cfg)
     seeds = make_seeds()[:1] + make_seeds()[6:] + make_seeds()[1:3]

@@ -6,7 +6,7 @@ It re-implements tokenisation and truncation on its own so that the answer-token
 import json
 import re
 import math
-import runpy
+from vad.core.stage import run_script
 from pathlib import Path
 
 import pytest
@@ -18,7 +18,7 @@ from vad.core.config import load_params
 
 pytestmark = pytest.mark.slow  # loads the packaged model (~1 min in all on 2 cores)
 
-IFD_PARAMS = load_params(ROOT / "params.yaml")["ifd"]
+IFD_PARAMS = load_params(ROOT / "params.yaml").ifd
 
 # (instruction, input, output): values topics, factual, creative, rewriting, arithmetic; short and long answers.
 SAMPLES = [
@@ -139,7 +139,7 @@ def scorer():
 def ref_lm():
     from vad.compute.models import load_causal_lm
 
-    return load_causal_lm(IFD_PARAMS["model"], "float32")
+    return load_causal_lm(IFD_PARAMS.model, "float32")
 
 
 def spearman(a, b):
@@ -168,7 +168,7 @@ def test_batched_scorer_matches_reference(scorer, ref_lm):
     """Default settings (params.yaml: bf16, batch 8, max_length 512) vs bs=1 fp32 full logits."""
     from vad.quality.ifd_score import IFDScore, encode_many
 
-    tpl = get_template(IFD_PARAMS["template"])
+    tpl = get_template(IFD_PARAMS.template)
     got = scorer.score(SAMPLES)
     enc = encode_many(scorer.tokenizer, tpl, SAMPLES, scorer.max_length)
     assert scorer.stats.scored == len(SAMPLES) and scorer.stats.forward_batches >= 2 * len(SAMPLES) / 8
@@ -189,9 +189,9 @@ def test_truncation_and_input_match_reference(ref_lm):
 
     idx = [LONG, WITH_INPUT, 0, 5]
     items = [SAMPLES[i] for i in idx]
-    tpl = get_template(IFD_PARAMS["template"])
+    tpl = get_template(IFD_PARAMS.template)
     for max_length in (96, 48):
-        sc = IFDScorer.from_params({**IFD_PARAMS, "max_length": max_length}, cache=False, progress=False)
+        sc = IFDScorer.from_params(IFD_PARAMS.replace(max_length=max_length), cache=False, progress=False)
         got = sc.score(items)
         enc = encode_many(sc.tokenizer, tpl, items, max_length)
         refs = [reference_score(ref_lm, tpl, *s, max_length) for s in items]
@@ -232,7 +232,7 @@ def test_unscorable_records_are_ledgered(scorer, tmp_path, monkeypatch):
     assert [(e["id"], e["reason"]) for e in run.entries] == [(recs[1].id, "ifd_empty_answer"),
                                                              (recs[2].id, "ifd_empty_answer")]
     # max_length too small for any answer token after BOS + "### 回答：\n"
-    tiny = IFDScorer.from_params({**IFD_PARAMS, "max_length": 6}, cache=False, progress=False)
+    tiny = IFDScorer.from_params(IFD_PARAMS.replace(max_length=6), cache=False, progress=False)
     run2 = StageRun("ifd_score", root=tmp_path)
     kept2, _ = score_records(run2.take([_rec(*SAMPLES[0])]), IFD_PARAMS, run2, scorer=tiny)
     assert kept2 == [] and run2.entries[0]["reason"] == "ifd_no_answer_tokens"
@@ -270,12 +270,12 @@ def test_cache_scores_only_new_records(tmp_path):
     assert sc.stats.scored == 2 and sc.stats.cache_hits == 5 and 0 < sc.stats.forward_batches <= 1
     assert dump(more[:5]) == dump(first)
     # a different template or max_length is a different key
-    sc2 = IFDScorer.from_params({**IFD_PARAMS, "template": "superfiltering_v1"}, cache=cache, progress=False)
+    sc2 = IFDScorer.from_params(IFD_PARAMS.replace(template="superfiltering_v1"), cache=cache, progress=False)
     sc2.score(items[:1])
     assert sc2.stats.scored == 1
     # so is another precision: a float32 scorer never reuses bf16 scores (nor the reverse)
     assert sc.ctx.dtype == "bfloat16/head-bfloat16"
-    sc3 = IFDScorer.from_params({**IFD_PARAMS, "dtype": "float32"}, cache=cache, progress=False)
+    sc3 = IFDScorer.from_params(IFD_PARAMS.replace(dtype="float32"), cache=cache, progress=False)
     assert sc3.ctx.dtype == "float32/head-float32"
     fp32 = sc3.score(items[:1])
     assert sc3.stats.scored == 1 and sc3.stats.cache_hits == 0
@@ -284,15 +284,8 @@ def test_cache_scores_only_new_records(tmp_path):
 
 # --- the stages and the CLI function ------------------------------------------------------------------------
 @pytest.fixture
-def ifd_project(mini_project, monkeypatch):
-    """The mini project with its own cache folder that still sees the prepared model."""
-    cache = mini_project / "cache"
-    (cache / "models").mkdir(parents=True)
-    (cache / "models" / "gemma3-270m").symlink_to(ROOT / "build" / "cache" / "models" / "gemma3-270m")
-    memo = ROOT / "build" / "cache" / "fingerprints.json"  # keyed by resolved path: no re-hashing of the weights
-    if memo.exists():
-        (cache / "fingerprints.json").write_bytes(memo.read_bytes())
-    monkeypatch.setenv("VAD_CACHE_DIR", str(cache))
+def ifd_project(mini_project):
+    """The mini project (its own caches, conftest.own_caches; the shared prepared model)."""
     return mini_project
 
 
@@ -302,7 +295,7 @@ def test_stages_end_to_end(ifd_project):
     recs = [_rec(*s, source=src) for s, src in zip(SAMPLES[:6], ["manual", "evol", "translated"] * 2)]
     recs.append(_rec("没有回答的问题", "", " "))
     write_jsonl("build/merge/merged.jsonl", recs)
-    runpy.run_path(str(ROOT / "stages" / "ifd_score.py"), run_name="stage")["main"]()
+    run_script(ROOT / "stages" / "ifd_score.py")
     scored = read_records("build/ifd/scored.jsonl")
     m = json.loads(Path("build/metrics/ifd_score.json").read_text())
     assert len(scored) == 6 and m["scored"] == 6 and m["cache_hits"] == 0 and m["ledgered"] == 1
@@ -312,7 +305,7 @@ def test_stages_end_to_end(ifd_project):
                       "fingerprint", "template"}
     assert f["template"] == "alpaca_zh_v1@1" and f["ifd"] == round(f["loss_cond"] / f["loss_direct"], 6)
     first = Path("build/ifd/scored.jsonl").read_bytes()
-    runpy.run_path(str(ROOT / "stages" / "ifd_score.py"), run_name="stage")["main"]()
+    run_script(ROOT / "stages" / "ifd_score.py")
     m = json.loads(Path("build/metrics/ifd_score.json").read_text())
     assert m["scored"] == 0 and m["cache_hits"] == 6 and m["forward_batches"] == 0
     assert Path("build/ifd/scored.jsonl").read_bytes() == first
@@ -323,7 +316,7 @@ def test_stages_end_to_end(ifd_project):
     text = re.sub(r"^  min: [0-9.]+ ", f"  min: {ifds[1]} ", text, count=1, flags=re.M)
     assert f"min: {ifds[1]}" in text
     p.write_text(text, encoding="utf-8")
-    runpy.run_path(str(ROOT / "stages" / "ifd_select.py"), run_name="stage")["main"]()
+    run_script(ROOT / "stages" / "ifd_select.py")
     sel = read_records("build/ifd/selected.jsonl")
     ms = json.loads(Path("build/metrics/ifd_select.json").read_text())
     assert ms["in"] == 6 and ms["out"] + ms["ledgered"] == 6

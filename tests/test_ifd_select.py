@@ -4,8 +4,9 @@ import json
 
 import pytest
 
-from vad.quality.ifd_select import histogram_rows, quantiles, select, write_histogram
+from vad.core.config import IFDParams, ParamsError
 from vad.core.errors import InputError
+from vad.quality.ifd_select import histogram_rows, quantiles, select, write_histogram
 from vad.core.ledger import StageRun
 from vad.core.record import Record
 
@@ -29,7 +30,7 @@ VALUES = [0.05, 0.15, 0.25, 0.35, 0.45, 0.55, 0.65, 0.75, 0.85, 0.95, 1.0, 1.3]
 def run_select(tmp_path, values, **params):
     run = StageRun("ifd_select", root=tmp_path)
     recs = run.take(scored(values))
-    kept, metrics = select(recs, {"min": 0.2, "max": 1.0, "top_fraction": 1.0, **params}, run)
+    kept, metrics = select(recs, IFDParams(**{"min": 0.2, "max": 1.0, "top_fraction": 1.0, **params}), run)
     m = run.finish({"selected.jsonl": kept}, **metrics)  # raises if in != out + ledgered
     return recs, kept, run.entries, m
 
@@ -106,8 +107,8 @@ def test_missing_score_and_bad_params(tmp_path):
     recs = scored([0.5])
     del recs[0].meta["ifd"]
     with pytest.raises(InputError, match="no meta.ifd"):
-        select(recs, {"min": 0.2}, run)
-    with pytest.raises(InputError, match="top_fraction"):
-        select(scored([0.5]), {"top_fraction": 1.5}, run)
-    with pytest.raises(InputError, match="below max"):
-        select(scored([0.5]), {"min": 1.0, "max": 1.0}, run)
+        select(recs, IFDParams(min=0.2), run)
+    with pytest.raises(ParamsError, match=r"ifd\.top_fraction: input should be less than or equal to 1"):
+        IFDParams.from_params({"top_fraction": 1.5})
+    with pytest.raises(ParamsError, match=r"ifd\.min: 1\.0 must be below ifd\.max"):
+        IFDParams.from_params({"min": 1.0, "max": 1.0})

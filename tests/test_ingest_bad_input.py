@@ -25,7 +25,7 @@ def write(project: Path, lines: list[str], name="t.jsonl") -> Path:
 def run_ingest(project: Path):
     run = StageRun("ingest_manual", root=project)
     files = sorted((project / "data/raw/manual").glob("*.jsonl"))
-    return run, ingest_manual(files, project, PARAMS["ingest"], run)
+    return run, ingest_manual(files, project, PARAMS.ingest, run)
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -84,7 +84,7 @@ def test_english_and_duplicates_are_ledgered_by_merge(mini_project):
     run, kept = run_ingest(mini_project)
     run.finish({"build/ingest/manual.jsonl": kept})
     mrun = StageRun("merge", root=mini_project)
-    merged = merge([kept], PARAMS["merge"], mrun)
+    merged = merge([kept], PARAMS.merge, PARAMS.ingest, mrun)
     mrun.finish({"build/merge/merged.jsonl": merged})
     assert [r.lineage.origin["line"] for r in merged][:2] == [1, 5]
     by_line = {e["record"]["lineage"]["origin"]["line"]: e for e in mrun.entries}

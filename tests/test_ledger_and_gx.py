@@ -4,7 +4,12 @@ import pytest
 
 from vad.core.errors import AccountingError
 from vad.core.ledger import StageRun
+from vad.core.config import load_params
 from vad.core.record import Record
+
+from conftest import ROOT
+
+PARAMS = load_params(ROOT / "params.yaml")
 from vad.quality.validate import ValidationError, validate
 
 
@@ -34,13 +39,13 @@ def test_failing_suite_names_expectation_and_ids(tmp_path):
     bad_pair = rec(7, categorization={"level": "person", "value": "法治"})   # 法治 belongs to social
     english = rec(8, instruction="Tell me about diligence at work, please.")
     with pytest.raises(ValidationError) as e:
-        validate(good + [bad_pair, english], "merged", tmp_path / "gx.json")
+        validate(good + [bad_pair, english], "merged", tmp_path / "gx.json", PARAMS)
     msg = str(e.value)
     assert "expect_column_values_to_be_in_set" in msg and bad_pair.id in msg
     assert "instruction_han_ratio" in msg and english.id in msg
     assert good[0].id not in msg
     assert json.loads((tmp_path / "gx.json").read_text())["success"] is False
-    assert validate(good, "merged", tmp_path / "gx2.json")["success"]
+    assert validate(good, "merged", tmp_path / "gx2.json", PARAMS)["success"]
 
 
 def test_id_is_content_hash():

@@ -31,12 +31,12 @@ def build(project):
     lines.append(json.dumps(near, ensure_ascii=False))
     (project / "data/raw/manual/a.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
     run = StageRun("ingest_manual", root=project)
-    kept = ingest_manual([project / "data/raw/manual/a.jsonl"], project, PARAMS["ingest"], run)
+    kept = ingest_manual([project / "data/raw/manual/a.jsonl"], project, PARAMS.ingest, run)
     run.finish({"build/ingest/manual.jsonl": kept})
     mrun = StageRun("merge", root=project)
-    merged = merge([kept], PARAMS["merge"], mrun)
+    merged = merge([kept], PARAMS.merge, PARAMS.ingest, mrun)
     mrun.finish({"build/merge/merged.jsonl": merged})
-    export(merged, project / "build/export", project, PARAMS, None)
+    export(merged, project / "build/export", project, PARAMS, ("ingest_manual", "merge"))
     return merged, mrun.entries
 
 

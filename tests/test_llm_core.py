@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from vad.llm import (DEFAULT_STOP, Completion, GenerationTask, LLMParams, ParamsError, Prompt, RequestCache,
-                     Template, TemplateError, cache_key, load_template, make_client, safe_url)
+from vad.core.config import LLMParams, ParamsError
+from vad.llm import DEFAULT_STOP, Completion, GenerationTask, Prompt, RequestCache, Template, TemplateError, cache_key, load_template, make_client, safe_url
 from vad.llm.local_backend import cut_at_stop, row_seed
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -31,7 +31,7 @@ def test_config_reads_every_key_of_params_yaml():
 
 def test_gen_overrides_are_checked():
     p = load_template("_selftest").render(instruction="问", input="")
-    with pytest.raises(ParamsError, match="max_tokens"):
+    with pytest.raises(ValueError, match="max_tokens"):
         GenerationTask("k", p, gen={"max_tokens": 5})
     with pytest.raises(TypeError):
         GenerationTask("k", "not a prompt")  # type: ignore[arg-type]

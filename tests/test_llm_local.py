@@ -1,7 +1,6 @@
-"""The local backend with the real packaged model (Gemma 3 270M base, prepared once under build/cache).
+"""The local backend with the real packaged model (Gemma 3 270M base, prepared once, shared by all tests).
 
-The model stays in the real cache folder (preparing it takes ~60 s once); each test gives its client a fresh
-request cache through make_client(cfg, cache_path=...)."""
+Each test gives its client a fresh request cache through make_client(cfg, cache_path=...)."""
 from __future__ import annotations
 
 import re
@@ -9,7 +8,8 @@ import sqlite3
 
 import pytest
 
-from vad.llm import GenerationTask, LLMParams, ParseError, load_template, make_client, run_tasks
+from vad.core.config import LLMParams
+from vad.llm import GenerationTask, ParseError, load_template, make_client, run_tasks
 from vad.compute.models import load_causal_lm
 
 pytestmark = pytest.mark.slow

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from fake_openai import FAULTS, FakeOpenAI, messages_hash
-from vad.llm import (GenerationTask, LLMParams, ParamsError, LLMFatalError, ParseError, load_template,
-                     make_client, run_tasks)
+from vad.core.config import LLMParams, ParamsError
+from vad.llm import GenerationTask, LLMFatalError, ParseError, load_template, make_client, run_tasks
 from vad.llm.client import REASK_TEXT
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -278,7 +278,8 @@ def test_bad_request_is_not_retried(llm_env):
 
 KILL_SCRIPT = textwrap.dedent("""
     import json, sys
-    from vad.llm import GenerationTask, LLMParams, load_template, make_client, run_tasks
+    from vad.core.config import LLMParams
+    from vad.llm import GenerationTask, load_template, make_client, run_tasks
     cfg = LLMParams(backend="openai", base_url=sys.argv[1], model="fake-model", api_key_env=sys.argv[2],
                     concurrency=2, timeout_s=10, retry_base_s=0.01)
     tmpl = load_template("_selftest")

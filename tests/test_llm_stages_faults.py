@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import runpy
+from vad.core.stage import run_script
 from collections import Counter
 from pathlib import Path
 
@@ -194,7 +194,7 @@ def stage_env(mini_project, tmp_path, monkeypatch):
 
 
 def run_stage(proj: Path, name: str) -> dict:
-    return runpy.run_path(str(proj / "stages" / f"{name}.py"))["main"]()
+    return run_script(proj / "stages" / f"{name}.py")
 
 
 def check_books(proj: Path, stage: str, inputs: list[Record], out_path: str) -> tuple[list[dict], list[dict], dict]:

@@ -1,8 +1,10 @@
 """The whole pipeline under DVC, in a copy of the project with small LLM params (slow: a few minutes).
 
 Checks the acceptance list of the spine: a build to build/export/, a no-op second `dvc repro`, an edit to one
-manual record rerunning only what depends on it, IFD params rerunning the right stages, a queued `dvc exp` IFD sweep with kept counts per level, `dvc exp run -S` with
-changed counts in `dvc exp show`, byte-identical vad.json over two forced runs, and `vad trace` / `vad why`."""
+manual record rerunning only what depends on it, IFD params rerunning the right stages, a queued `dvc exp` IFD
+sweep with kept counts per level, `dvc exp run -S` with changed counts in `dvc exp show`, byte-identical vad.json
+over two forced runs, `vad trace` / `vad why`, and that every file a stage opens or imports is one of its deps
+in dvc.yaml (the build runs with VAD_TRACE_DIR set)."""
 import hashlib
 import json
 import os
@@ -17,16 +19,17 @@ import pytest
 import yaml
 
 from conftest import ROOT
+from vad.core import dvc_yaml
+from vad.core.pipeline import DATASET
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
-ALL_STAGES = {"ingest_manual", "seeds", "select_pairs", "evolve", "translate", "merge", "ifd_score", "ifd_select",
-              "review", "export"}
+ALL_STAGES = set(DATASET)
+ENV: dict[str, str] = {}  # set by the proj fixture: the project's own caches and trace folder
 
 
 def sh(cmd, cwd, check=True):
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1",
-           "VAD_CACHE_DIR": str(ROOT / "build" / "cache")}  # share the prepared model and caches
+    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **ENV}
     r = subprocess.run(cmd, cwd=cwd, shell=True, capture_output=True, text=True, env=env)
     if check and r.returncode != 0:
         raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
@@ -52,6 +55,8 @@ def set_params(proj: Path, **changes):
 
 @pytest.fixture(scope="module")
 def proj(tmp_path_factory):
+    caches = tmp_path_factory.mktemp("vadproj-caches")
+    ENV.update(VAD_CACHE_DIR=str(caches / "cache"), VAD_TRACE_DIR=str(caches / "trace"))
     if os.environ.get("VAD_TEST_BUILT_PROJECT"):  # developers: reuse a project this fixture already built
         return Path(os.environ["VAD_TEST_BUILT_PROJECT"])
     proj = tmp_path_factory.mktemp("vadproj")
@@ -65,9 +70,32 @@ def proj(tmp_path_factory):
     set_params(proj, evol__seed_limit=2, evol__rounds=1, translate__limit=2, llm__max_new_tokens=96)
     sh("git add -A && git commit -qm init && dvc pull -q data.dvc", proj)
     r = sh("dvc repro", proj)
-    assert ran(r.stdout) == ALL_STAGES | {"evaluate"}
+    assert ran(r.stdout) == ALL_STAGES  # the dataset only: evaluation is its own pipeline
+    r = sh("dvc repro evaluation/dvc.yaml", proj)
+    assert ran(r.stdout) == {"evaluate"}
+    ENV.pop("VAD_TRACE_DIR")  # the traces of one full build are what test_deps_cover_what_stages_use reads
     sh("git add -A && git commit -qm built", proj)
     return proj
+
+
+def test_deps_cover_what_stages_use(proj):
+    """Every project file a stage opened or imported during the build is one of its deps in dvc.yaml, and every
+    data dep covers a file it opened, so removing any data dep from dvc.yaml makes this test fail (code deps are
+    the static import closure, a superset of what one run imports: tests/test_pipeline_deps.py checks them)."""
+    trace = Path(ENV["VAD_CACHE_DIR"]).parent / "trace"
+    used = {}
+    for f in trace.glob("*.json"):
+        t = json.loads(f.read_text())
+        used[t["stage"]] = set(t["reads"]) | set(t["modules"])
+    assert set(used) == ALL_STAGES | {"evaluate"}
+    deps, outs = dvc_yaml.declared_deps(proj), dvc_yaml.declared_outs(proj)
+    assert dvc_yaml.missing_deps(used, deps, outs) == []
+    data = {s: [d for d in ds if not d.endswith(".py")] for s, ds in deps.items()}
+    assert dvc_yaml.unused_deps(used, data) == []
+    for stage, ds in data.items():  # the mutation the issue asks for, for every data dep
+        for d in ds:
+            fewer = {**deps, stage: [x for x in deps[stage] if x != d]}
+            assert any(s == stage for s, _p in dvc_yaml.missing_deps(used, fewer, outs)), (stage, d)
 
 
 def test_export_format_and_books(proj):

@@ -10,7 +10,7 @@ from vad.core.config import load_params
 from vad.sources.select_pairs import V0_FIELDS, select_pairs
 
 RAW = ROOT / "data/raw/saferlhf/pku_saferlhf_alpaca7b_test_first16.jsonl"
-PARAMS = load_params(ROOT / "params.yaml")["select"]
+PARAMS = load_params(ROOT / "params.yaml").select
 
 
 def rows():
@@ -65,5 +65,5 @@ def test_categorization_from_harm_table(tmp_path):
     for rec in kept:
         rule = rec.meta["categorization_rule"]
         if rule.startswith("harm:"):
-            assert rec.categorization == PARAMS["harm_map"][rule[5:]]
+            assert rec.categorization == PARAMS.harm_map[rule[5:]].as_dict()
     assert any(r.meta["categorization_rule"].startswith("harm:") for r in kept)

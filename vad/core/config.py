@@ -364,8 +364,21 @@ def _first_error(e: ValidationError, root: type[BaseModel], prefix: str = "",
     return ParamsError(key, _describe(err, key, _owner(root, loc)), path=path)
 
 
-def load_params(path: str | Path | None = None) -> Params:
-    """Read and validate params.yaml (the project's, or `path`). Raises ParamsError."""
+class Sections:
+    """Some validated sections of a params file (`load_params(path, sections=...)`)."""
+
+    def __init__(self, sections: dict[str, Section]):
+        self.__dict__.update(sections)
+
+    def model_dump(self) -> dict[str, Any]:
+        return {k: v.model_dump() for k, v in self.__dict__.items()}
+
+
+def load_params(path: str | Path | None = None, sections: Iterable[str] | None = None) -> Params:
+    """Read and validate params.yaml (the project's, or `path`). Raises ParamsError.
+
+    `sections`: validate only these (absent ones get their defaults) and ignore the rest of the file — for
+    commands that need a few sections of a small file of their own (`vad eval --params`)."""
     p = Path(path) if path else project_root() / PARAMS_FILE
     try:
         with p.open(encoding="utf-8") as f:
@@ -378,6 +391,16 @@ def load_params(path: str | Path | None = None) -> Params:
                           line=mark.line + 1 if mark else 0) from None
     if not isinstance(raw, dict):
         raise ParamsError("", "must be a mapping of sections", path=p, line=0)
+    if sections is not None:
+        out = {}
+        for s in sections:
+            try:
+                out[s] = SECTIONS[s].model_validate(raw.get(s) or {})
+            except ValidationError as e:
+                err = _first_error(e, SECTIONS[s], prefix=s, path=path or PARAMS_FILE)
+                err.line = _line_of(p, err.key)
+                raise err from None
+        return Sections(out)  # type: ignore[return-value]
     try:
         return Params.model_validate(raw)
     except ValidationError as e:

@@ -103,17 +103,30 @@ class StageContext:
 QUIET_LOGGERS = ("great_expectations", "httpx", "httpx2", "openai", "urllib3", "datasets", "filelock")
 
 
+def run_stage(stage: Stage, body: Callable[[StageContext], dict | None]) -> dict | None:
+    """Run a stage in this process, in the current directory (the project root): params loaded and validated."""
+    from vad.core.config import load_params
+
+    return body(StageContext(stage, load_params().view(stage.params, stage.name)))
+
+
+def run_script(script: str | Path) -> dict | None:
+    """Run `stages/<name>.py` in this process (tests, notebooks): its STAGE with its main."""
+    import runpy
+
+    g = runpy.run_path(str(script), run_name="vad_stage_declaration")
+    return run_stage(g["STAGE"], g["main"])
+
+
 def stage_main(stage: Stage, body: Callable[[StageContext], dict | None]) -> None:
     """Run `body` as the stage: validated params, clean one-line errors (exit 2 for a bad param, 1 otherwise)."""
-    from vad.core.config import load_params
 
     logging.basicConfig(level=logging.INFO, format=f"[{stage.name}] %(message)s", stream=sys.stderr)
     for noisy in QUIET_LOGGERS:
         logging.getLogger(noisy).setLevel(logging.WARNING)
     trace = ReadTrace.from_env(stage.name)
     try:
-        ctx = StageContext(stage, load_params().view(stage.params, stage.name))
-        metrics = body(ctx)
+        metrics = run_stage(stage, body)
     except VadError as e:
         print(f"\nstage {stage.name} failed: {e}", file=sys.stderr)
         sys.exit(e.exit_code)

@@ -285,7 +285,7 @@ def summarise(rows: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def generate_llm_params(cfg: EvalParams, llm: Any) -> LLMParams:
     """The LLM params of the generate method: the llm section (transport, retries, concurrency) with this
     section's backend and model on top."""
-    base = LLMParams.from_params(llm.model_dump()) if llm is not None else LLMParams()
+    base = LLMParams.from_params(llm if isinstance(llm, dict) else llm.model_dump()) if llm is not None else LLMParams()
     return base.replace(backend=cfg.backend, model=cfg.model, dtype=cfg.dtype, max_reasks=0,
                         base_url=cfg.base_url or base.base_url, api_key_env=cfg.api_key_env or base.api_key_env)
 
@@ -531,7 +531,7 @@ def cli(argv: Sequence[str] | None = None) -> int:
     for noisy in ("httpx", "httpx2", "openai", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        params = load_params(a.params) if a.params or _has_params() else None
+        params = load_params(a.params, sections=("eval", "llm")) if a.params or _has_params() else None
         ev = params.eval.model_dump() if params else {}
         for k in ("items", "backend", "model", "method", "fewshot", "base_url", "api_key_env",
                   "max_new_tokens", "threads", "limit"):
