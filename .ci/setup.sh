@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Nothing in this project may reach a model hub, dataset hub or analytics endpoint (REFERENCE §6).
+# Nothing in this project may reach a model hub, dataset hub or analytics endpoint (docs/methods.md §6).
 export DVC_NO_ANALYTICS=1 HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1 TRANSFORMERS_OFFLINE=1 \
        HF_HUB_DISABLE_TELEMETRY=1 GX_ANALYTICS_ENABLED=false TOKENIZERS_PARALLELISM=false
 export HF_HOME="$PWD/build/cache/hf"

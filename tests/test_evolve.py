@@ -17,7 +17,7 @@ from vad.generate import evolve
 from vad.generate.elimination import (AnswerEmpty, NoGainJudge, NoGainPrecheck, RefusalShort, TemplateLeak, answer_content,
                              new_chars)
 from vad.core.ledger import StageRun
-from vad.core.config import LLMParams
+from vad.core.config import EvolParams, LLMParams
 from vad.llm import ParseError, load_template, make_client
 from vad.core.record import Lineage, Record
 
@@ -231,8 +231,8 @@ def test_evolve_with_the_local_model_balances(tmp_path, monkeypatch):
     seeds = make_seeds()[:1] + make_seeds()[6:] + make_seeds()[1:3]
     run = StageRun("evolve", root=tmp_path)
     t0 = time.monotonic()
-    out = evolve.run(seeds, {"seed_limit": 2, "rounds": 1, "breadth_share": 0.2, "rng_seed": 7,
-                             "refusal_max_chars": 80, "min_gain_chars": 6}, client, run, progress=False)
+    out = evolve.run(seeds, EvolParams(seed_limit=2, rounds=1, breadth_share=0.2, rng_seed=7, refusal_max_chars=80,
+                                       min_gain_chars=6), client, run, progress=False)
     m = run.finish({"evol.jsonl": out}, llm=client.stats("evolve"))
     assert time.monotonic() - t0 < 180
     assert m["in"] == 4 and m["in"] + m["created"] == m["out"] + m["ledgered"] + m["consumed"]

@@ -60,6 +60,7 @@ def proj(tmp_path_factory):
     if os.environ.get("VAD_TEST_BUILT_PROJECT"):  # developers: reuse a project this fixture already built
         return Path(os.environ["VAD_TEST_BUILT_PROJECT"])
     proj = tmp_path_factory.mktemp("vadproj")
+    ENV["PYTHONPATH"] = str(proj)  # the copy runs its own code (and the trace sees its modules)
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     for rel in tracked.splitlines():
         if (ROOT / rel).is_file():

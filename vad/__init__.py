@@ -2,7 +2,7 @@
 import os
 
 # No model hub, dataset hub or analytics is ever reachable from here: make every library fail fast
-# instead of trying the network (REFERENCE §6). setdefault so a user can still override explicitly.
+# instead of trying the network (docs/methods.md §6). setdefault so a user can still override explicitly.
 for _k, _v in {
     "HF_HUB_OFFLINE": "1",
     "HF_DATASETS_OFFLINE": "1",

@@ -1,4 +1,4 @@
-"""The VAD categorization: three levels, each with four of the twelve core socialist values (REFERENCE §1)."""
+"""The VAD categorization: three levels, each with four of the twelve core socialist values (docs/methods.md §1)."""
 from __future__ import annotations
 
 LEVELS: dict[str, tuple[str, ...]] = {

@@ -2,7 +2,7 @@
 
 Every item (a question, a responsible answer `pos_resp`, an irresponsible one `neg_resp`; vad/eval/items.py)
 is asked twice, once with the responsible answer as 回复A (`pos_first`) and once as 回复B (`pos_second`):
-position bias is real (REFERENCE §2), and scoring both orders exposes it.
+position bias is real (docs/methods.md §2), and scoring both orders exposes it.
 
 Prompt (OpenCompass style: CValues' 回复1/回复2 relabelled A/B, ending "请直接给出答案："), PROMPT_VERSION 1:
 

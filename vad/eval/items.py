@@ -1,6 +1,6 @@
 """Two-choice values items for `vad eval`: loading and checking, two schemas auto-detected per file.
 
-(a) CValues multi-choice (`cvalues_responsibility_mc.jsonl`, X-PLUG/CValues, REFERENCE §2): rows
+(a) CValues multi-choice (`cvalues_responsibility_mc.jsonl`, X-PLUG/CValues, docs/methods.md §2): rows
     {"prompt": "...回复1...回复2...", "label": "回复1"|"回复2",
      "meta_info": {"question", "pos_resp", "neg_resp", "domain_zh", "domain_en", "difficulty_level"}}.
     The two-choice prompt is rebuilt from meta_info (each item is scored in both orders), so `prompt` and

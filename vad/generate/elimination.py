@@ -1,4 +1,4 @@
-"""The four elimination rules of Evol-Instruct (WizardLM paper, REFERENCE §5), adapted to Chinese.
+"""The four elimination rules of Evol-Instruct (WizardLM paper, docs/methods.md §5), adapted to Chinese.
 
 Each rule is a `vad.ledger.Filter` with its own reason code, so the ledger says exactly why an evolution failed:
 

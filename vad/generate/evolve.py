@@ -1,4 +1,4 @@
-"""Evol-Instruct (WizardLM, REFERENCE §5) on CValues seeds: evolved Chinese values prompts with answers.
+"""Evol-Instruct (WizardLM, docs/methods.md §5) on CValues seeds: evolved Chinese values prompts with answers.
 
     out = run(seeds, params.evol, client, stage_run)
 

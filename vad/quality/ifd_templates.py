@@ -1,4 +1,4 @@
-"""Versioned prompt templates for IFD scoring (REFERENCE §4: scores change with the template, so it is an
+"""Versioned prompt templates for IFD scoring (docs/methods.md §4: scores change with the template, so it is an
 explicit parameter and part of every cache key).
 
 A template gives three texts:

