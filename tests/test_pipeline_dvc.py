@@ -37,7 +37,7 @@ def sh(cmd, cwd, check=True):
 
 
 def ran(out: str) -> set[str]:
-    return set(re.findall(r"Running stage '([a-z_]+)'", out))
+    return set(re.findall(r"Running stage '(?:[\w./]+:)?([a-z_]+)'", out))
 
 
 def sha(p: Path) -> str:

@@ -208,7 +208,7 @@ class IFDParams(Section):
     # scoring (ifd_score)
     model: str = Field("gemma3-270m", min_length=1)
     template: str = "alpaca_zh_v1"   # a name in vad/quality/ifd_templates.py (checked by the scorer)
-    max_length: int = Field(512, ge=8)
+    max_length: int = Field(512, ge=2)  # BOS + one answer token
     batch_size: int = Field(8, ge=1)
     dtype: str = "bfloat16"
     # selection (ifd_select)
