@@ -31,23 +31,32 @@ def _ifd(a: argparse.Namespace) -> int:
 
 
 def _fetch(a: argparse.Namespace) -> int:
-    from vad.sources.provenance import fetch_cvalues, fetch_saferlhf
+    from vad.sources.provenance import CVALUES_COMMIT, fetch_cvalues, fetch_saferlhf
 
     if a.dataset == "saferlhf":
         prov = fetch_saferlhf(Path(a.out or "data/raw/saferlhf"), a.revision, a.split, a.subset, a.data_files)
     else:
         kw = {"base_url": a.base_url} if a.base_url else {}
-        prov = fetch_cvalues(Path(a.out or "data/raw/cvalues"), a.revision or None, **kw) if a.revision \
-            else fetch_cvalues(Path(a.out or "data/raw/cvalues"), **kw)
+        prov = fetch_cvalues(Path(a.out or "data/raw/cvalues"), a.revision or CVALUES_COMMIT, **kw)
     print(json.dumps(prov, ensure_ascii=False, indent=2))
     print("now: dvc add data && dvc push   (and commit data.dvc)", file=sys.stderr)
     return 0
 
 
 def _provenance(a: argparse.Namespace) -> int:
-    from vad.sources.provenance import write_provenance
+    from vad.core.paths import PROVENANCE
+    from vad.sources.provenance import update_provenance, write_provenance
 
-    prov = write_provenance(Path(a.folder), a.origin, a.revision, a.licence)
+    given = {"origin": a.origin, "revision": a.revision, "licence": a.licence}
+    if a.update:
+        prov = update_provenance(Path(a.folder), **given)
+    else:
+        missing = [f"--{k}" for k, v in given.items() if v is None]
+        if missing:
+            print(f"vad provenance: {' '.join(missing)} required (or --update to refresh an existing "
+                  f"{Path(a.folder) / PROVENANCE})", file=sys.stderr)
+            return 2
+        prov = write_provenance(Path(a.folder), **given)
     print(json.dumps(prov, ensure_ascii=False, indent=2))
     return 0
 
@@ -114,9 +123,11 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("provenance", help="(re)write PROVENANCE.json for a raw data folder")
     p.add_argument("folder")
-    p.add_argument("--origin", required=True)
-    p.add_argument("--revision", required=True)
-    p.add_argument("--licence", required=True)
+    p.add_argument("--update", action="store_true",
+                   help="refresh the file list and hashes, keeping origin, revision, licence and notes")
+    p.add_argument("--origin", default=None)
+    p.add_argument("--revision", default=None)
+    p.add_argument("--licence", default=None)
     p.set_defaults(fn=_provenance)
 
     p = sub.add_parser("params", help="validate params.yaml without running anything")
