@@ -112,6 +112,11 @@ def fetch_cvalues(out_dir: Path, commit: str = CVALUES_COMMIT,
     """Download the CValues data files at a pinned commit (base_url may be file:// for a local mirror)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, repo_path in CVALUES_FILES.items():
-        with urllib.request.urlopen(f"{base_url}/{commit}/{repo_path}", timeout=60) as resp:
-            (out_dir / name).write_bytes(resp.read())
+        url = f"{base_url}/{commit}/{repo_path}"
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp:
+                data = resp.read()
+        except OSError as e:  # URLError, HTTPError and file:// errors are all OSErrors
+            raise InputError(url, f"download failed ({getattr(e, 'reason', e)})") from None
+        (out_dir / name).write_bytes(data)
     return write_provenance(out_dir, f"https://github.com/{CVALUES_REPO}", commit, "Apache-2.0")
