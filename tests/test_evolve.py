@@ -3,7 +3,6 @@ against the fake OpenAI server (each rule seen firing, lineage, books), and one 
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +15,7 @@ from test_llm_stages_faults import (check_books, fake_model, make_seeds, read_js
 from vad.generate import evolve
 from vad.generate.elimination import (AnswerEmpty, NoGainJudge, NoGainPrecheck, RefusalShort, TemplateLeak, answer_content,
                              new_chars)
-from vad.core.ledger import StageRun
+from vad.core.ledger import StageRun, id_problems
 from vad.core.config import EvolParams, LLMParams
 from vad.llm import ParseError, load_template, make_client
 from vad.core.record import Lineage, Record
@@ -230,14 +229,12 @@ def test_evolve_with_the_local_model_balances(tmp_path, monkeypatch):
     client = make_client(cfg)
     seeds = make_seeds()[:1] + make_seeds()[6:] + make_seeds()[1:3]
     run = StageRun("evolve", root=tmp_path)
-    t0 = time.monotonic()
     out = evolve.run(seeds, EvolParams(seed_limit=2, rounds=1, breadth_share=0.2, rng_seed=7, refusal_max_chars=80,
                                        min_gain_chars=6), client, run, progress=False)
     m = run.finish({"evol.jsonl": out}, llm=client.stats("evolve"))
-    assert time.monotonic() - t0 < 180
-    assert m["in"] == 4 and m["in"] + m["created"] == m["out"] + m["ledgered"] + m["consumed"]
-    assert m["created"] == 2 and m["funnel"]["attempted"] == 2  # one attempt per seed
+    assert m["in"] == 4 and m["created"] == 2 and m["funnel"]["attempted"] == 2  # one attempt per seed
     ledger = read_jsonl(tmp_path / "build/ledger/evolve.jsonl")
+    assert id_problems([s.id for s in seeds], [r.to_dict() for r in out], ledger, m["consumed_ids"], m["created"]) == []
     assert Counter(e["reason"] for e in ledger)["evol_over_limit"] == 2
     assert m["llm"]["calls"] >= 2 and client.describe()["backend"] == "local"
     for r in out:

@@ -25,6 +25,8 @@ def _ifd(a: argparse.Namespace) -> int:
     from vad.core.config import load_params
     from vad.quality.ifd_score import score_file
 
+    if not Path(a.file).is_file():
+        raise FileNotFoundError(f"{a.file}: no such file")
     summary = score_file(a.file, a.output, load_params(a.params).ifd)
     print(json.dumps(summary, ensure_ascii=False, indent=2))
     return 0
