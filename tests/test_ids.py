@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, record_provenance
+from conftest import ROOT, manual_line, record_provenance
 from fake_openai import FakeOpenAI
 from test_llm_stages_faults import CLAUSES, SEED_PROMPTS, fake_model, make_seeds, read_jsonl, set_llm_params, write_records
 from vad.core.errors import AccountingError
@@ -160,6 +160,16 @@ def _raw_copy(project: Path, source: str, lines: list[str]) -> Path:
     (folder / name).write_text("".join(l + "\n" for l in lines), encoding="utf-8")
     record_provenance(folder)
     return folder / name
+
+
+def test_identical_manual_lines_get_unique_ids(mini_project):
+    lines = [manual_line(), manual_line(instruction="第二条指令：谈谈敬业。"), manual_line()]
+    (mini_project / "data/raw/manual/t.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    record_provenance(mini_project / "data/raw/manual")
+    run_script(mini_project / "stages/ingest_manual.py")  # the raw_manual suite expects unique ids
+    first, _, third = read_jsonl(mini_project / "build/ingest/manual.jsonl")
+    assert third["id"] == occurrence_id(first["id"], "ingest_manual", 2) and third["meta"][SAME_CONTENT] == first["id"]
+    assert SAME_CONTENT not in first["meta"]
 
 
 def test_identical_cvalues_prompts_get_unique_seed_ids(mini_project):

@@ -9,7 +9,9 @@ from conftest import ROOT, manual_line
 from vad.publish.export import export
 from vad.sources.ingest_manual import ingest_manual
 from vad.core import paths
+from vad.core.io import write_jsonl
 from vad.core.ledger import StageRun
+from vad.core.record import Lineage, Record
 from vad.quality.merge import merge
 from vad.core.config import load_params
 
@@ -109,3 +111,32 @@ def test_trace_and_why_need_no_export_files(mini_project):
     assert "dropped by stage 'merge', reason 'near_duplicate'" in vad(mini_project, "why", dup["id"][:10]).stdout
     out = vad(mini_project, "trace", "1").stdout
     assert out.startswith(f"record {merged[1].id}: exported as row 1") and "a.jsonl:2  (sha256 matches" in out
+
+
+def test_why_a_consumed_seed_and_a_changed_record(mini_project):
+    """A seed left through its evolution (`consumed_ids` in the stage metrics); a pair whose text changed became
+    its translation: `vad why` says so instead of 'not exported and not in the ledger'."""
+    seed = Record(instruction="公司收集员工的指纹合法吗？", input="", output="", source="evol",
+                  categorization={"level": "social", "value": "法治"})
+    pair = Record(instruction="Is it legal to collect fingerprints?", input="", output="It depends on the law.",
+                  source="translated", categorization={"level": "social", "value": "法治"})
+    write_jsonl(mini_project / paths.SEEDS, [seed])
+    write_jsonl(mini_project / paths.PAIRS, [pair])
+    run = StageRun("evolve", root=mini_project)
+    run.take([seed])
+    child = Record(instruction=seed.instruction + "请结合劳动法说明。", input="", output="需要员工同意。", source="evol",
+                   categorization=dict(seed.categorization), lineage=Lineage(parents=[seed.id]))
+    run.created(1)
+    run.consume(seed.id)
+    run.finish({paths.EVOL: [child]})
+    trun = StageRun("translate", root=mini_project)
+    (zh,) = trun.take([Record.from_dict(pair.to_dict())])
+    zh.instruction, zh.output = "收集指纹合法吗？", "这取决于法律。"
+    zh.rehash()
+    trun.finish({paths.TRANSLATED: [zh]})
+    write_jsonl(mini_project / paths.REVIEWED, [])
+    assert vad(mini_project, "why", seed.id).stdout.strip() == \
+        f"{seed.id}: consumed by evolve (it left through the records made from it)"
+    assert vad(mini_project, "why", pair.id).stdout.strip() == f"{pair.id}: its text changed: it became {zh.id}"
+    out = vad(mini_project, "trace", child.id).stdout
+    assert f"parent   {seed.id}  evol '公司收集员工的指纹合法吗？'  — consumed by evolve" in out
