@@ -64,7 +64,8 @@ def update_provenance(folder: Path, origin: str | None = None, revision: str | N
     kept = {k: v for k, v in prov.items() if k != "files"}
     kept.update({k: v for k, v in (("origin", origin), ("revision", revision), ("licence", licence)) if v is not None})
     if "rows" in kept:
-        kept["rows"] = sum(1 for p in _jsonl_files(folder) for line in p.open(encoding="utf-8") if line.strip())
+        kept["rows"] = sum(1 for p in _jsonl_files(folder) for line in p.read_text(encoding="utf-8").splitlines()
+                           if line.strip())
     return write_provenance(folder, **kept)
 
 
