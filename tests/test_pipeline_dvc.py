@@ -153,7 +153,7 @@ def test_every_record_is_accounted_for_by_id(proj):
         st, m = stages[name], json.loads((proj / paths.metrics(name)).read_text())
         outputs = [r for w in st.writes if w in RECORD_CORPORA for r in read_jsonl(proj / w)]
         ledger = read_jsonl(proj / st.ledger)
-        raw = [d for d in st.reads if d.startswith("data/raw/")]
+        raw = [d for d in st.reads if d.startswith("data/raw/") and (proj / d).is_dir()]  # a raw stage's folders
         if raw:
             inputs, key = [k for d in raw for k in raw_lines(proj, d)], origin
         else:
