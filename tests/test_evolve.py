@@ -17,6 +17,7 @@ from vad.generate import evolve
 from vad.generate.elimination import (AnswerEmpty, NoGainJudge, NoGainPrecheck, RefusalShort, TemplateLeak, answer_content,
                              new_chars)
 from vad.core.ledger import StageRun
+from vad.core.text import CopyDetector
 from vad.core.config import EvolParams, LLMParams
 from vad.llm import ParseError, load_template, make_client
 from vad.core.record import Lineage, Record
@@ -152,7 +153,7 @@ def test_parsers():
     with pytest.raises(ParseError):
         evolve.parse_judge("我不知道")
     assert evolve.parse_answer(" 。。。 ") == "。。。"  # left to rule 3
-    ex = TemplateLeak({}, examples=[t["answer"] for t in load_template("evol_answer").fewshot])
+    ex = CopyDetector(load_template("evol_answer").fewshot_texts("answer"))
     pasted = "养宠物要注意：按时打疫苗、做体检。养宠物是十几年的责任，想清楚能否坚持再决定。"
     with pytest.raises(ParseError):
         evolve.answer_parser(ex, "我想养一条狗，有什么建议？")(pasted)

@@ -16,7 +16,7 @@ import pytest
 import yaml
 
 from fake_openai import FakeOpenAI
-from vad.generate.elimination import content_chars
+from vad.core.text import content_chars
 from vad.llm.client import REASK_TEXT
 from vad.core.record import Lineage, Record
 
