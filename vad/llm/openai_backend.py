@@ -160,6 +160,8 @@ class OpenAIClient(LLMClient):
         fatal: list[BaseException] = []
 
         def work(req: Request) -> None:
+            if not self.admit():  # the spend guard: execute() raises once the admitted calls are done
+                return
             try:
                 res = self._call(req, stage, abort)
             except LLMFatalError as e:
