@@ -74,9 +74,13 @@ def material_block(input: str) -> str:
     return f"\n{MATERIAL_LABEL}{input}" if input else ""
 
 
-def shown(rec: Record) -> str:
+def shown_text(instruction: str, input: str) -> str:
     """A prompt as the templates show it: the instruction, then its material on a 材料： line."""
-    return rec.instruction + material_block(rec.input)
+    return instruction + material_block(input)
+
+
+def shown(rec: Record) -> str:
+    return shown_text(rec.instruction, rec.input)
 
 
 # --- parsers (raise ParseError: the runner re-asks) -------------------------------------------------------------
