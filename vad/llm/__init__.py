@@ -6,7 +6,8 @@
     results = run_tasks(client, [GenerationTask(key, prompt, parse)], stage="evolve")
 
 Every call is cached by content (SQLite, cache_dir()/llm.sqlite): a rerun makes no calls, a killed run
-loses no completed call, and the cache stores raw text so changing a parser costs nothing."""
+loses no completed call, and the cache stores raw text so changing a parser costs nothing. llm.max_calls and
+llm.max_cost cap what one client (one stage run) spends: SpendCapReached, completed calls cached."""
 from vad.llm.cache import Completion, RequestCache, cache_key
 from vad.llm.client import CallError, LLMClient, LLMFatalError, Request, SpendCapReached, safe_url
 from vad.llm.config import GEN_KEYS
