@@ -126,7 +126,7 @@ class SelectParams(Section):
     max_response_words: int = Field(400, ge=1)
     verify_sha256: bool = True
     harm_map: dict[str, Categorization]
-    keyword_map: list[KeywordRule] = []
+    keyword_map: list[KeywordRule]
     default_categorization: Categorization
 
 

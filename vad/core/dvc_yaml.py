@@ -83,6 +83,10 @@ def import_closure(script: str | Path, root: Path | None = None) -> list[str]:
     start = (root / script).resolve()
     seen: set[Path] = set()
     todo = [start]
+    pkg = start.parent
+    while (pkg / "__init__.py").is_file() and root in pkg.parents:  # a module's own packages run first
+        todo.append(pkg / "__init__.py")
+        pkg = pkg.parent
     while todo:
         f = todo.pop()
         if f in seen:

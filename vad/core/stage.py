@@ -142,6 +142,9 @@ class ReadTrace:
     (`VAD_TRACE_DIR=<dir>`: written to <dir>/<stage>.json at exit). The deps test compares them with dvc.yaml."""
 
     IGNORED = ("build/cache/", ".git/", ".dvc/", ".venv/")
+    # params.yaml is read whole (every stage validates all of it), but a stage sees only the keys it declares,
+    # and those are its DVC params: the file itself is not a dep.
+    PARAMS = "params.yaml"
 
     def __init__(self, stage: str, out_dir: Path):
         self.stage, self.out_dir = stage, out_dir
@@ -163,7 +166,7 @@ class ReadTrace:
             rel = p.relative_to(self.root).as_posix()
         except (ValueError, OSError, TypeError):
             return None
-        return None if rel.startswith(self.IGNORED) else rel
+        return None if rel.startswith(self.IGNORED) or rel == self.PARAMS else rel
 
     def _hook(self, event: str, args: tuple) -> None:
         if event != "open":
@@ -182,7 +185,7 @@ class ReadTrace:
         modules = set()
         for m in list(sys.modules.values()):
             rel = self._rel(getattr(m, "__file__", None))
-            if rel:
+            if rel and (self.root / rel).is_file():  # some extension modules report a bare file name
                 modules.add(rel)
         self.out_dir.mkdir(parents=True, exist_ok=True)
         (self.out_dir / f"{self.stage}.json").write_text(

@@ -524,7 +524,9 @@ def cli(argv: Sequence[str] | None = None) -> int:
     for noisy in ("httpx", "httpx2", "openai", "urllib3"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
     try:
-        params = load_params(a.params, sections=("eval", "llm")) if a.params or _has_params() else None
+        # the project's params.yaml is checked whole, as every stage does; a file of one's own needs only these sections
+        params = (load_params(a.params, sections=("eval", "llm")) if a.params
+                  else load_params() if _has_params() else None)
         ev = params.eval.model_dump() if params else {}
         for k in ("items", "backend", "model", "method", "fewshot", "base_url", "api_key_env",
                   "max_new_tokens", "threads", "limit"):

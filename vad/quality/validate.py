@@ -109,6 +109,8 @@ def validate(records: list[Record], suite_name: str, result_path: str | Path, pa
     """Validate; raise ValidationError naming failing expectations and ids. `params`: the stage's params (for
     `<section>_<key>` suite parameters). `unless_empty`: an empty corpus (every record ledgered, a legitimate
     outcome of a small LLM run) is reported, not validated — the row-count check would fail the build."""
+    spec = load_suite(suite_name)  # read (and so checked) even when the corpus turns out empty
+    values = suite_parameters(spec, params)
     if unless_empty and not records:
         log.warning("no record survived: %s is empty (reasons are in the stage's ledger)", suite_name)
         res = {"suite": suite_name, "skipped": "empty output"}
@@ -123,8 +125,6 @@ def validate(records: list[Record], suite_name: str, result_path: str | Path, pa
         context.variables.progress_bars = ProgressBarsConfig(globally=False)
     except Exception:  # progress bars are cosmetic; older/newer GX may not have this knob
         pass
-    spec = load_suite(suite_name)
-    values = suite_parameters(spec, params)
     suite = gx.ExpectationSuite(**spec)
     batch_def = (context.data_sources.add_pandas("vad").add_dataframe_asset(suite_name)
                  .add_batch_definition_whole_dataframe("all"))
