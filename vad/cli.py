@@ -1,4 +1,4 @@
-"""The `vad` command: lineage look-ups, IFD scoring of files, CValues-style evaluation (`vad eval`), fetching full sources."""
+"""The `vad` command: lineage look-ups, IFD scoring of files, CValues-style evaluation (`vad eval`), the build report, fetching full sources."""
 from __future__ import annotations
 
 import argparse
@@ -49,6 +49,16 @@ def _provenance(a: argparse.Namespace) -> int:
 
     prov = write_provenance(Path(a.folder), a.origin, a.revision, a.licence)
     print(json.dumps(prov, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _report(a: argparse.Namespace) -> int:
+    from vad.publish.report import open_in_browser, write_workspace_report
+
+    path = write_workspace_report(Path(a.root), Path(a.out) if a.out else None)
+    print(path)
+    if a.open:
+        print(open_in_browser(path), file=sys.stderr)
     return 0
 
 
@@ -118,6 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--revision", required=True)
     p.add_argument("--licence", required=True)
     p.set_defaults(fn=_provenance)
+
+    p = sub.add_parser("report", help="render the build report (with the evaluation results when they exist) to "
+                                      "build/report.html and print its path")
+    p.add_argument("--open", action="store_true", help="also open it in a browser, where there is one")
+    p.add_argument("--out", default=None, help="where to write it (default: build/report.html under --root)")
+    p.add_argument("--root", default=".")
+    p.set_defaults(fn=_report)
 
     p = sub.add_parser("params", help="validate params.yaml without running anything")
     p.add_argument("action", choices=["check"])
