@@ -2,8 +2,10 @@
 the HTML in headless Chromium (no request leaves the page, every chart decodes, the funnel shown equals the
 metrics files, a screenshot kept); `vad report` adds the evaluation only when it exists and never touches the
 export stage's outputs, which do not depend on the evaluation."""
+import base64
 import csv
 import hashlib
+import io
 import json
 import shutil
 import subprocess
@@ -11,6 +13,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from PIL import Image
 
 from conftest import ROOT
 from test_export import EXPORT, build_project, metrics
@@ -90,8 +93,9 @@ def test_report_html_in_headless_chromium(built, tmp_path):
             page.on("request", lambda req: requested.append(req.url))
             page.route("**/*", route)
             page.goto(page_url, wait_until="load")
-            images = page.evaluate("[...document.images].map(i => ({alt: i.alt, w: i.naturalWidth, "
-                                   "h: i.naturalHeight, png: i.src.startsWith('data:image/png;base64,')}))")
+            images = page.evaluate("""Promise.all([...document.images].map(i => i.decode().then(
+                () => ({alt: i.alt, w: i.naturalWidth, h: i.naturalHeight, src: i.src}),
+                () => ({alt: i.alt, w: 0, h: 0, src: i.src}))))""")
             funnel = page.evaluate("""[...document.querySelectorAll('#funnel tbody tr')].map(tr => ({
                 stage: tr.dataset.stage,
                 ...Object.fromEntries([...tr.querySelectorAll('td[data-k]')].map(td => [td.dataset.k, td.innerText]))
@@ -106,7 +110,13 @@ def test_report_html_in_headless_chromium(built, tmp_path):
     assert left == [] and requested == [page_url]  # the page itself, nothing else
     assert csp.startswith("default-src 'none'")
     # funnel, drops, IFD, categories, LLM, review: every chart decodes
-    assert len(images) == 6 and all(i["w"] > 0 and i["h"] > 0 and i["png"] for i in images), images
+    assert len(images) == 6 and all(i["w"] > 0 and i["h"] > 0 for i in images), images
+    for i in images:  # and every byte of it: a truncated PNG still has a size
+        prefix, data = i["src"].split(",", 1)
+        assert prefix == "data:image/png;base64"
+        with Image.open(io.BytesIO(base64.b64decode(data))) as im:
+            im.load()
+            assert im.size == (i["w"], i["h"])
     assert [row["stage"] for row in funnel] == present_stages(built)
     for row in funnel:
         m = metrics(built, row["stage"])

@@ -52,7 +52,7 @@ def preference_pairs(records: list[Record]) -> list[dict[str, Any]]:
     pairs = []
     for r in records:
         rejected = r.meta.get(layout.REJECTED_META)
-        if rejected is None or rejected == "":
+        if rejected is None:
             continue
         if not isinstance(rejected, str):
             raise InputError(f"record {r.id}", f"meta.{layout.REJECTED_META} must be text, got "
