@@ -112,14 +112,29 @@ def build_project(project: Path, translated: bool, review: dict | None = None) -
     return project
 
 
-@pytest.fixture(scope="module")
+# The review stage's metrics as the review helper writes them (policy, progress, agreement): the report shows them.
+REVIEW = {"policy": "generated", "decided": 6, "pending": 2, "accepted": 4, "rejected": 1, "edited": 1, "stale": 1,
+          "conflicts": 1, "kappa_overall": 0.71, "kappa_by_level": {"nation": 0.8, "social": 0.62, "person": None}}
+_BUILT: dict[bool, Path] = {}
+
+
+def shared_build(tmp_path_factory, translated: bool) -> Path:
+    """One build of each kind per test session (tests/test_report.py uses them too); tests that change a build
+    change a copy."""
+    if translated not in _BUILT:
+        _BUILT[translated] = build_project(tmp_path_factory.mktemp("nc-build" if translated else "own-build"),
+                                           translated, review=REVIEW)
+    return _BUILT[translated]
+
+
+@pytest.fixture
 def nc_build(tmp_path_factory):
-    return build_project(tmp_path_factory.mktemp("nc-build"), translated=True)
+    return shared_build(tmp_path_factory, translated=True)
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def own_build(tmp_path_factory):
-    return build_project(tmp_path_factory.mktemp("own-build"), translated=False)
+    return shared_build(tmp_path_factory, translated=False)
 
 
 def read(project: Path, name: str):

@@ -16,7 +16,7 @@ import pytest
 from PIL import Image
 
 from conftest import ROOT
-from test_export import EXPORT, build_project, metrics
+from test_export import EXPORT, metrics, shared_build
 from vad.core import dvc_yaml, paths
 from vad.core.pipeline import DATASET
 from vad.publish import layout, report
@@ -25,17 +25,14 @@ BIN = Path(sys.executable).parent
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
-# The review stage's metrics as the review helper writes them (policy, progress, agreement).
-REVIEW = {"policy": "generated", "decided": 6, "pending": 2, "accepted": 4, "rejected": 1, "edited": 1, "stale": 1,
-          "conflicts": 1, "kappa_overall": 0.71, "kappa_by_level": {"nation": 0.8, "social": 0.62, "person": None}}
 EVALUATE = {"backend": "local", "model": "test-model", "method": "loglik", "acc": 0.625, "acc_star": 0.7,
             "consistency": 0.4, "first_position_rate": 0.55, "items": 8, "answers": 16,
             "by_level": {"nation": {"acc": 0.5, "acc_star": 0.5, "consistency": 0.0, "first_position_rate": 0.5}}}
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 def built(tmp_path_factory):
-    return build_project(tmp_path_factory.mktemp("report-build"), translated=True, review=REVIEW)
+    return shared_build(tmp_path_factory, translated=True)
 
 
 def present_stages(project: Path) -> list[str]:
@@ -174,3 +171,18 @@ def test_review_section_shows_what_is_present(review, shown, absent):
     f = report.Figures(metrics={"review": review} if review else {}, ifd_hist=[])
     section = report.render_html(f).split('<section id="review">')[1].split("</section>")[0]
     assert shown in section and absent not in section
+
+
+def test_open_in_browser_opens_the_file_or_says_why_not(tmp_path, monkeypatch):
+    import webbrowser
+
+    page = tmp_path / "report.html"
+    page.write_text("<html></html>", encoding="utf-8")
+    opened = []
+    monkeypatch.setattr(webbrowser, "open", lambda uri: opened.append(uri) or True)
+    monkeypatch.setattr(sys, "platform", "linux")
+    monkeypatch.delenv("DISPLAY", raising=False)
+    monkeypatch.delenv("WAYLAND_DISPLAY", raising=False)
+    assert report.open_in_browser(page).startswith("no display here") and opened == []
+    monkeypatch.setenv("DISPLAY", ":0")
+    assert report.open_in_browser(page) == "opened in a browser" and opened == [page.resolve().as_uri()]

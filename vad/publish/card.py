@@ -127,7 +127,7 @@ def card_data(build: BuildFacts):
 
 
 # --- the card -----------------------------------------------------------------------------------------------------
-def _table(header: list[str], rows: list[list[Any]]) -> str:
+def markdown_table(header: list[str], rows: list[list[Any]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
     return "\n".join(lines)
@@ -186,13 +186,13 @@ def dataset_card(build: BuildFacts, params: dict[str, Any], provenance: dict, ll
            if nc else "No non-commercial material is included in this build. ")
         + "Licences of every contributing source:",
         "",
-        _table(["source", "records", "origin", "revision", "licence"], lic_rows),
+        markdown_table(["source", "records", "origin", "revision", "licence"], lic_rows),
         "",
         "## Counts",
         "",
-        _table(["source", "records"], [[k, v] for k, v in c["source"].items()] + [["**total**", c["total"]]]),
+        markdown_table(["source", "records"], [[k, v] for k, v in c["source"].items()] + [["**total**", c["total"]]]),
         "",
-        _table(["level", "value", "records"],
+        markdown_table(["level", "value", "records"],
                [[f"{lvl} {LEVEL_ZH[lvl]}", v, c["value"][f"{lvl}/{v}"]] for lvl, vals in LEVELS.items() for v in vals]),
         "",
         "## Preference pairs",
@@ -208,7 +208,7 @@ def dataset_card(build: BuildFacts, params: dict[str, Any], provenance: dict, ll
         *_how_to_load(build),
         "## Files",
         "",
-        _table(["file", "what"], [
+        markdown_table(["file", "what"], [
             [f"`{layout.SFT_JSON}`", "the SFT set, a JSON array"], [f"`{layout.SFT_PARQUET}`", "the same, parquet"],
             [f"`{layout.DPO_JSON}`, `{layout.DPO_PARQUET}`", "the preference pairs"],
             [f"`{layout.LLAMAFACTORY}`", "LLaMA-Factory registration"],

@@ -32,7 +32,7 @@ from vad.core.errors import InputError
 from vad.core.pipeline import DATASET
 from vad.core.taxonomy import LEVEL_ZH, LEVELS, PAIRS, SOURCES
 from vad.publish import layout
-from vad.publish.card import non_commercial
+from vad.publish.card import markdown_table, non_commercial
 
 log = logging.getLogger(__name__)
 
@@ -162,6 +162,32 @@ def _label_bars(ax, bars, values) -> None:
     ax.bar_label(bars, labels=[f"{v:,}" if v else "" for v in values], padding=2, fontsize=7)
 
 
+def _grouped_barh(ax, labels: list[str], series: list[tuple[str, list[int]]]) -> None:
+    """One row per label, one bar per series in it, each bar labelled with its count."""
+    h = 0.8 / len(series)
+    for k, (name, values) in enumerate(series):
+        bars = ax.barh([i - 0.4 + h * (k + 0.5) for i in range(len(labels))], values, height=h, label=name,
+                       color=SERIES_COLOURS[k])
+        _label_bars(ax, bars, values)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    _legend_above(ax, len(series))
+
+
+def _stacked_barh(ax, labels: list[str], series: list[tuple[str, list[int], str]]) -> list[int]:
+    """One bar per label, the series stacked in it (name, values, colour), the total written after it."""
+    left = [0] * len(labels)
+    for name, values, colour in series:
+        ax.barh(range(len(labels)), values, left=left, label=name, color=colour)
+        left = [a + b for a, b in zip(left, values)]
+    for i, total in enumerate(left):
+        ax.text(total, i, f" {total:,}" if total else "", va="center", fontsize=7)
+    ax.set_yticks(range(len(labels)), labels)
+    ax.invert_yaxis()
+    _legend_above(ax, len(series))
+    return left
+
+
 def chart_funnel(rows: list[dict[str, Any]]) -> str:
     fig = _figure(9, 0.42 * len(rows) + 1.0)
     ax = fig.add_subplot()
@@ -169,17 +195,10 @@ def chart_funnel(rows: list[dict[str, Any]]) -> str:
               ("ledgered", [r["ledgered"] for r in rows])]
     if any(r["consumed"] for r in rows):
         series.append(("consumed (parents)", [r["consumed"] for r in rows]))
-    h = 0.8 / len(series)
-    for k, (label, values) in enumerate(series):
-        bars = ax.barh([i - 0.4 + h * (k + 0.5) for i in range(len(rows))], values, height=h, label=label,
-                       color=SERIES_COLOURS[k])
-        _label_bars(ax, bars, values)
-    ax.set_yticks(range(len(rows)), [r["stage"] for r in rows])
-    ax.invert_yaxis()
+    _grouped_barh(ax, [r["stage"] for r in rows], series)
     ax.set_xlabel("records")
     ax.margins(x=0.1)
     _whole_numbers(ax)
-    _legend_above(ax, len(series))
     return _png(fig)
 
 
@@ -258,19 +277,12 @@ def category_mix(export: dict) -> dict[str, dict[str, int]]:
 def chart_categories(mix: dict[str, dict[str, int]]) -> str:
     fig = _figure(9, 4.2)
     ax = fig.add_subplot()
-    left = [0] * len(PAIRS)
-    for src, by_value in mix.items():
-        values = [int(by_value.get(p, 0)) for p in PAIRS]
-        ax.barh(range(len(PAIRS)), values, left=left, label=src, color=SOURCE_COLOURS.get(src, "#888888"))
-        left = [a + b for a, b in zip(left, values)]
-    for i, total in enumerate(left):
-        ax.text(total, i, f" {total:,}", va="center", fontsize=7)
-    ax.set_yticks(range(len(PAIRS)), [f"{LEVEL_ZH[p.split('/')[0]]} · {p.split('/')[1]}" for p in PAIRS])
-    ax.invert_yaxis()
+    _stacked_barh(ax, [f"{LEVEL_ZH[p.split('/')[0]]} · {p.split('/')[1]}" for p in PAIRS],
+                  [(src, [int(by_value.get(p, 0)) for p in PAIRS], SOURCE_COLOURS.get(src, "#888888"))
+                   for src, by_value in mix.items()])
     ax.set_xlabel("exported records")
     ax.margins(x=0.08)
     _whole_numbers(ax)
-    _legend_above(ax, len(mix))
     return _png(fig)
 
 
@@ -282,32 +294,17 @@ def chart_llm(llm: dict[str, dict]) -> str:
     fig = _figure(9, 0.6 * len(llm) + 1.4)
     a1, a2 = fig.subplots(1, 2)
     names = list(llm)
-    series = [("calls", "calls"), ("cache hits", "cache_hits"), ("retries", "retries"), ("failures", "failures")]
-    h = 0.8 / len(series)
-    for k, (label, key) in enumerate(series):
-        values = [int(llm[s].get(key) or 0) for s in names]
-        bars = a1.barh([i - 0.4 + h * (k + 0.5) for i in range(len(names))], values, height=h, label=label,
-                       color=SERIES_COLOURS[k])
-        _label_bars(a1, bars, values)
-    a1.set_yticks(range(len(names)), names)
-    a1.invert_yaxis()
+    _grouped_barh(a1, names, [(label, [int(llm[s].get(key) or 0) for s in names]) for label, key in (
+        ("calls", "calls"), ("cache hits", "cache_hits"), ("retries", "retries"), ("failures", "failures"))])
     a1.set_xlabel("requests")
     a1.margins(x=0.15)
     _whole_numbers(a1)
-    _legend_above(a1, len(series))
-    left = [0] * len(names)
-    for k, (label, key) in enumerate((("prompt", "prompt_tokens"), ("completion", "completion_tokens"))):
-        values = [int(llm[s].get(key) or 0) for s in names]
-        a2.barh(range(len(names)), values, left=left, label=label, color=SERIES_COLOURS[k + 3])
-        left = [a + b for a, b in zip(left, values)]
-    for i, total in enumerate(left):
-        a2.text(total, i, f" {total:,}" if total else "", va="center", fontsize=7)
-    a2.set_yticks(range(len(names)), names)
-    a2.invert_yaxis()
+    totals = _stacked_barh(a2, names, [(label, [int(llm[s].get(key) or 0) for s in names], SERIES_COLOURS[k + 3])
+                                       for k, (label, key) in enumerate((("prompt", "prompt_tokens"),
+                                                                         ("completion", "completion_tokens")))])
     a2.set_xlabel("tokens")
     a2.margins(x=0.15)
-    _zero_axis(a2, left, "no tokens: every answer came from the cache")
-    _legend_above(a2, 2)
+    _zero_axis(a2, totals, "no tokens: every answer came from the cache")
     return _png(fig)
 
 
@@ -436,11 +433,9 @@ def _render_html(f: Figures, evaluation_note: str) -> str:
                  "the books are checked by every stage.")
     if rows:
         body += _img(chart_funnel(rows), "records in, out and ledgered per stage")
-        body += _table(["stage", "in", "created", "out", "ledgered", "consumed", "seconds"],
-                       [[r["stage"], r["in"], r["created"], r["out"], r["ledgered"], r["consumed"],
-                         f.of(r["stage"]).get("seconds")] for r in rows],
-                       table_id="funnel", keys=["stage", "in", "created", "out", "ledgered", "consumed", "seconds"],
-                       row_ids=[r["stage"] for r in rows])
+        cols = [*FUNNEL_COLUMNS[1:], "seconds"]
+        body += _table(cols, [[*(r[k] for k in FUNNEL_COLUMNS[1:]), f.of(r["stage"]).get("seconds")] for r in rows],
+                       table_id="funnel", keys=cols, row_ids=[r["stage"] for r in rows])
     else:
         body += _note("No stage metrics found: build the dataset first (<code>dvc repro</code>).")
     sections.append(_section("funnel", "Funnel", body))
@@ -534,19 +529,18 @@ def _render_html(f: Figures, evaluation_note: str) -> str:
 
 
 def render_markdown(f: Figures) -> str:
-    rows = funnel_rows(f.metrics)
-    table = ["| stage | in | created | out | ledgered | consumed | ledgered by reason | seconds |", "|---" * 8 + "|"]
-    for r in rows:
+    table = []
+    for r in funnel_rows(f.metrics):
         m = f.of(r["stage"])
         reasons = ", ".join(f"{k} {v}" for k, v in (m.get("dropped_by_reason") or {}).items()) or "—"
-        table.append(f"| {r['stage']} | {r['in']} | {r['created']} | {r['out']} | {r['ledgered']} | {r['consumed']} "
-                     f"| {reasons} | {m.get('seconds', '')} |")
+        table.append([*(r[k] for k in FUNNEL_COLUMNS[1:]), reasons, m.get("seconds", "")])
     export = f.of("export")
     c = export.get("counts") or {}
     return "\n".join([
         "# VAD build report", "",
         "Per stage: records in (+ created) = out + ledgered (+ consumed as Evol-Instruct parents). Charts: "
-        f"`{layout.REPORT_HTML}`.", "", *table, "",
+        f"`{layout.REPORT_HTML}`.", "",
+        markdown_table([*FUNNEL_COLUMNS[1:], "ledgered by reason", "seconds"], table), "",
         f"Exported: {c.get('total', 0)} records — " + ", ".join(f"{k} {v}" for k, v in (c.get("source") or {}).items())
         + f"; {export.get('dpo_pairs', 0)} preference pairs; licence {export.get('licence', 'unknown')}.", "",
         "Look up any record: `vad trace ROW_OR_ID`; any dropped one: `vad why ID`.", ""])
