@@ -20,7 +20,7 @@ from vad.core.ledger import StageRun
 from vad.core.record import Lineage, Record
 from vad.core.stage import run_script
 from vad.publish import card, layout
-from vad.publish.export import LEDGER_INDEX, preference_pairs
+from vad.publish.export import preference_pairs
 
 EXPORT = Path(paths.EXPORT_DIR)
 # Hand-made provenance. The manual licence is not the bundled one (CC BY 4.0): the card must read it, not know it.
@@ -160,7 +160,7 @@ def test_dpo_pairs_are_the_records_with_a_rejected_answer(nc_build):
         assert pair["source"] == "translated"
     m = metrics(nc_build, "export")
     assert m["dpo_pairs"] == len(dpo) == m["dpo_pairs_source_translated"]
-    assert f"{len(dpo)} pairs (translated {len(dpo)})" in (nc_build / EXPORT / layout.CARD).read_text(encoding="utf-8")
+    assert f"pairs: {len(dpo)} (translated {len(dpo)})" in (nc_build / EXPORT / layout.CARD).read_text(encoding="utf-8")
 
 
 def test_a_rejected_answer_that_is_not_text_is_a_one_line_error():
@@ -294,7 +294,7 @@ def test_export_ledger_is_a_lean_index_of_every_stage_ledger(nc_build):
     assert [(e["stage"], e["id"], e["reason"]) for e in index] == \
         [(e["stage"], e["id"], e["reason"]) for e in stage_entries]
     for row, full in zip(index, stage_entries):
-        assert tuple(row) == LEDGER_INDEX
+        assert tuple(row) == layout.LEDGER_INDEX
         assert row["origin"] == full["record"]["lineage"]["origin"] and row["dup_of"] == full.get("dup_of")
         assert row["source"] == full["record"]["source"]
         assert full["record"]["output"] not in text  # no record bodies: they are in the stage ledger, once

@@ -197,9 +197,9 @@ def dataset_card(build: BuildFacts, params: dict[str, Any], provenance: dict, ll
         "",
         "## Preference pairs",
         "",
-        (f"`{layout.DPO_JSON}` / `{layout.DPO_PARQUET}`: {build.pairs} pairs ("
+        (f"`{layout.DPO_JSON}` / `{layout.DPO_PARQUET}`, pairs: {build.pairs} ("
          + ", ".join(f"{k} {v}" for k, v in build.pair_sources.items())
-         + f") with the columns {', '.join(f'`{f}`' for f in layout.DPO_FIELDS)}: every exported record that has "
+         + f"), with the columns {', '.join(f'`{f}`' for f in layout.DPO_FIELDS)}: every exported record that has "
            "a rejected answer (the translated rejected response of a SafeRLHF pair); `chosen` is the record's "
            "`output`." if build.pairs else
          f"This build has no preference pairs (no exported record has a rejected answer: they come from translated "
@@ -213,9 +213,10 @@ def dataset_card(build: BuildFacts, params: dict[str, Any], provenance: dict, ll
             [f"`{layout.DPO_JSON}`, `{layout.DPO_PARQUET}`", "the preference pairs"],
             [f"`{layout.LLAMAFACTORY}`", "LLaMA-Factory registration"],
             [f"`{layout.LINEAGE}`", "per exported row: raw file and line, parents, operations, IFD figures"],
-            [f"`{layout.LEDGER}`", "an index of every dropped record: stage, id, reason, detail, dup_of, raw origin"],
+            [f"`{layout.LEDGER}`", "an index of every dropped record: " + ", ".join(layout.LEDGER_INDEX)],
             [f"`{layout.RECORDS}`", "the full records, meta included"],
-            [f"`{layout.REPORT_HTML}`, `{layout.REPORT_MD}`", "the build report (charts / text)"]]),
+            [f"`{layout.REPORT_HTML}`, `{layout.REPORT_MD}`", "the build report (charts / text)"],
+            [f"`{layout.FUNNEL}`", "records in / out / ledgered per stage (plot data)"]]),
         "",
         "## How it was built",
         "",

@@ -22,8 +22,6 @@ from vad.publish.report import load_metrics
 
 # The raw folder each source comes from (its PROVENANCE.json gives origin, revision and licence for the card).
 RAW_SOURCES = {"manual": paths.RAW_MANUAL, "evol": paths.RAW_CVALUES, "translated": paths.RAW_SAFERLHF}
-# A row of the export's ledger: where to look a drop up, not the record (the stage ledger holds it, once).
-LEDGER_INDEX = ("stage", "id", "reason", "detail", "dup_of", "source", "origin")
 
 
 def write_json_rows(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -79,8 +77,8 @@ def lineage_rows(records: list[Record]) -> list[dict[str, Any]]:
 
 
 def ledger_index(root: Path, stages: tuple[str, ...]) -> Iterator[dict[str, Any]]:
-    """Every stage ledger's entries, in pipeline order, without the record bodies: stage, id, reason, detail,
-    dup_of (or null), source and raw origin. `vad why ID` prints the whole entry from the stage ledger."""
+    """Every stage ledger's entries, in pipeline order, without the record bodies (layout.LEDGER_INDEX: stage, id,
+    reason, detail, dup_of or null, source, raw origin). `vad why ID` prints the whole entry from the stage ledger."""
     for stage in stages:
         p = root / paths.ledger(stage)
         if not p.exists():

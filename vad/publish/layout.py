@@ -1,4 +1,4 @@
-"""What build/export/ holds: the name of every file and the columns of its two datasets.
+"""What build/export/ holds: the name of every file, the columns of its two datasets and of the ledger index.
 
 One place for them: the writers (export), the dataset card and its `configs`, the LLaMA-Factory registration
 (card) and the build report take them from here, so a renamed file or column cannot drift between them."""
@@ -20,6 +20,7 @@ REJECTED_META = "rejected_zh"
 RECORDS = "records.jsonl"          # the full records, meta included
 LINEAGE = "lineage.jsonl"          # one row per exported record: raw origin, parents, ops, IFD figures
 LEDGER = "ledger.jsonl"            # a lean index of every drop of every stage (the stage ledgers hold the records)
+LEDGER_INDEX = ("stage", "id", "reason", "detail", "dup_of", "source", "origin")  # its columns: no record body
 CARD = "README.md"                 # the dataset card, YAML header for the hub
 LLAMAFACTORY = "dataset_info.json"  # LLaMA-Factory's registration of the SFT set and the pairs
 FUNNEL = "funnel.csv"              # records in / out / ledgered per stage (plot data for `dvc plots`)
