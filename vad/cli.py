@@ -1,4 +1,4 @@
-"""The `vad` command: lineage look-ups, IFD scoring of files, CValues-style evaluation (`vad eval`), fetching full sources."""
+"""The `vad` command: lineage look-ups, IFD scoring of files, CValues-style evaluation (`vad eval`), fetching full sources, human review (`vad review serve`)."""
 from __future__ import annotations
 
 import argparse
@@ -75,6 +75,20 @@ def _pipeline(a: argparse.Namespace) -> int:
     return 0
 
 
+def _review(a: argparse.Namespace) -> int:
+    import os
+
+    if a.action == "serve":
+        from vad.review.app import serve
+
+        serve(a.root, a.host, a.port, a.reviewer, a.token or os.environ.get("VAD_REVIEW_TOKEN", ""))
+        return 0
+    from vad.review.suggest import suggest
+
+    print(json.dumps(suggest(Path(a.root), limit=a.limit), ensure_ascii=False, indent=2))
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if argv and argv[0] == "eval":  # CValues-style evaluation has its own option parser
@@ -127,6 +141,17 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pipeline", help="write dvc.yaml from the stage declarations, or check it is up to date")
     p.add_argument("action", choices=["write", "check"])
     p.set_defaults(fn=_pipeline)
+
+    p = sub.add_parser("review", help="human review: the review app (serve), or LLM judge hints for it (suggest)")
+    p.add_argument("action", choices=["serve", "suggest"])
+    p.add_argument("--root", default=".", help="the project (its build/ifd/selected.jsonl and review/)")
+    p.add_argument("--host", default="127.0.0.1", help="serve: address to bind; any but loopback needs a token")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--reviewer", default="", help="serve: who reviews in this browser (else chosen on /login)")
+    p.add_argument("--token", default="", help="serve: reviewer token (better: VAD_REVIEW_TOKEN); made up if "
+                                               "--host is not loopback")
+    p.add_argument("--limit", type=int, default=0, help="suggest: judge at most this many records (0 = all)")
+    p.set_defaults(fn=_review)
 
     a = ap.parse_args(argv)
     from vad.core.errors import VadError
