@@ -19,7 +19,7 @@ from vad.core.errors import InputError
 from vad.core.record import Record
 from vad.review.log import content_sha256, origin_key
 
-_ID_AT_START = re.compile(rb'^\{"id":"([^"]+)"')
+_ID_AT_START = re.compile(rb'^\{\s*"id"\s*:\s*"([^"]+)"')
 CACHE_RECORDS = 512
 
 
