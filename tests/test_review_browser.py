@@ -251,6 +251,7 @@ CJK_PROBE = """() => {
 
 
 @needs_browser
+@pytest.mark.slow
 def test_screenshot_of_the_review_page_shows_chinese(browser, tmp_path):
     from vad.review.log import content_sha256
 
