@@ -336,9 +336,9 @@ def test_conflict_is_held_until_the_adjudicator_decides(review_project):
 
 def test_kappa_matches_a_hand_computed_example(tmp_path, monkeypatch):
     # 10 twice-reviewed records: rater A / rater B labels (A = first assigned reviewer)
-    labels = [("accept", "accept")] * 4 + [("accept", "reject")] + [("reject", "accept")] * 2 + [("reject", "reject")] * 3
-    # by hand: p_o = 7/10; A accepts 5/10, B 6/10, so p_e = .5·.6 + .5·.4 = .5; kappa = (.7 - .5)/(1 - .5) = 0.4
-    assert cohen_kappa(labels) == 0.4
+    labels = [("accept", "accept")] * 6 + [("accept", "reject")] * 2 + [("reject", "accept")] + [("reject", "reject")]
+    # by hand: p_o = 7/10; A accepts 8/10, B 7/10, so p_e = .8·.7 + .2·.3 = .62; kappa = (.7 - .62)/(1 - .62) = .2105
+    assert cohen_kappa(labels) == 0.2105
     recs = [manual(n, f"第{n}个问题：同事经常迟到，却让我帮他打卡，我应该怎么做？",
                    f"第{n}个回答：帮人代打卡违反公司制度，也是不诚信的行为。可以委婉拒绝，并提醒他按时上班。",
                    "person", "诚信") for n in range(1, 11)]
@@ -350,19 +350,20 @@ def test_kappa_matches_a_hand_computed_example(tmp_path, monkeypatch):
         for who, lab in ((ra, la), (rb, lb)):
             decide(root, r, who, lab, **({"reason": "other", "note": "测试"} if lab == "reject" else {}))
     m, out, ledger = run(root)
-    assert m["kappa_overall"] == 0.4 and m["kappa_pairs"] == 10
-    assert m["kappa_by_level"] == {"nation": None, "social": None, "person": 0.4}
-    assert m["conflicts"] == 3 and m["accepted"] == 4 and m["rejected"] == 3
+    assert m["kappa_overall"] == 0.2105 and m["kappa_pairs"] == 10
+    assert m["kappa_by_level"] == {"nation": None, "social": None, "person": 0.2105}
+    assert m["conflicts"] == 3 and m["accepted"] == 6 and m["rejected"] == 1
 
 
 def test_kappa_edge_cases():
     assert cohen_kappa([]) is None
     assert cohen_kappa([("accept", "accept")] * 5) is None        # chance agreement certain: undefined
     assert cohen_kappa([("accept", "reject"), ("reject", "accept")]) == -1.0
-    # three labels, by hand: p_o = 3/6; A = (2,2,2)/6, B = (3,1,2)/6 → p_e = (6+2+4)/36 = 1/3; kappa = 0.25
-    pairs = [("accept", "accept"), ("accept", "edit"), ("edit", "edit"), ("edit", "accept"), ("reject", "reject"),
-             ("reject", "accept")]
-    assert cohen_kappa(pairs) == 0.25
+    # three labels, by hand: p_o = 5/7; A (accept, edit, reject) = (4, 1, 2)/7, B = (4, 2, 1)/7
+    # → p_e = (16 + 2 + 2)/49 = 20/49; kappa = (35/49 - 20/49)/(29/49) = 15/29 = .5172
+    pairs = [("accept", "accept")] * 3 + [("accept", "edit"), ("edit", "edit"), ("reject", "reject"),
+                                          ("reject", "accept")]
+    assert cohen_kappa(pairs) == 0.5172
     assert wilson(0, 0, 0.95) == (None, None)
 
 
