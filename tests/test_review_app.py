@@ -220,9 +220,12 @@ def test_stale_decisions_are_queued_not_applied(review_project):
     old = Record.from_dict(recs[2].to_dict())
     old.categorization = {"level": "social", "value": "公正"}  # what it was when reviewed
     d = log.new_decision(old, "wang", "accept", guidelines="1")
-    log.append(review_project / "review/decisions.jsonl", [d])
+    older = Record.from_dict({**recs[3].to_dict(), "id": "", "output": "旧版本的回答。"})  # other text, other id
+    assert older.id != recs[3].id
+    log.append(review_project / "review/decisions.jsonl", [d, log.new_decision(older, "li", "accept")])
     c = client(review_project)
-    assert queue_ids(c, "state=stale") == [recs[2].id]
+    assert queue_ids(c, "state=stale&reviewer=*") == [recs[2].id, recs[3].id]
+    assert queue_ids(c, "state=stale") == [recs[2].id]  # mine
     assert "过期" in c.get(f"/r/{recs[2].id}?state=stale").text
 
 

@@ -97,7 +97,8 @@ def create_app(root: str | Path = ".", *, reviewer: str = "", token: str = "") -
         back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         html = env.get_template(name).render(
             t=translator(lg), lang=lg, me=who, adjudicator=board.is_adjudicator(who), keys=KEYS, back=back,
-            guidelines_version=guide.version, title=title, level_zh=LEVEL_ZH, levels=LEVELS,
+            guidelines_version=guide.version, title=title, levels=LEVELS,
+            level_zh=LEVEL_ZH if lg == "zh" else {k: k for k in LEVELS},
             reason_label=lambda code: reason_label(code, board.reasons, lg), **kw)
         return HTMLResponse(html, status_code=http_status)
 
@@ -279,8 +280,8 @@ def create_app(root: str | Path = ".", *, reviewer: str = "", token: str = "") -
             return body, i, None, str(e)
         return body, i, q, ""
 
-    @app.post("/api/decide")
-    async def decide(request: Request):
+    async def action(request: Request) -> tuple[str, dict, int, Query] | JSONResponse:
+        """Who acts on which record, from which queue — or the error response."""
         who = me(request)
         if not who:
             return error(request, 401, "who")
@@ -289,6 +290,17 @@ def create_app(root: str | Path = ".", *, reviewer: str = "", token: str = "") -
             return error(request, 400, "bad_query", bad)
         if i is None:
             return error(request, 404, "not_found")
+        return who, body, i, q
+
+    def role(who: str) -> str:
+        return "adjudicator" if board.is_adjudicator(who) else "reviewer"
+
+    @app.post("/api/decide")
+    async def decide(request: Request):
+        got = await action(request)
+        if isinstance(got, JSONResponse):
+            return got
+        who, body, i, q = got
         if body.get("sha256") != corpus.sha[i]:
             return error(request, 409, "changed_upstream")
         kind = body.get("decision")
@@ -303,7 +315,7 @@ def create_app(root: str | Path = ".", *, reviewer: str = "", token: str = "") -
         if kind == "reject" and not body.get("reason"):
             return error(request, 400, "pick_reason")
         try:
-            d = new_decision(rec, who, kind, role="adjudicator" if board.is_adjudicator(who) else "reviewer",
+            d = new_decision(rec, who, kind, role=role(who),
                              guidelines=guide.version, reason=str(body.get("reason") or "") if kind == "reject" else "",
                              note=str(body.get("note") or "")[:2000], fields=fields, reasons=board.reasons)
         except InputError as e:
@@ -320,19 +332,15 @@ def create_app(root: str | Path = ".", *, reviewer: str = "", token: str = "") -
 
     @app.post("/api/undo")
     async def undo(request: Request):
-        who = me(request)
-        if not who:
-            return error(request, 401, "who")
-        body, i, q, bad = await body_of(request)
-        if bad:
-            return error(request, 400, "bad_query", bad)
-        if i is None:
-            return error(request, 404, "not_found")
+        got = await action(request)
+        if isinstance(got, JSONResponse):
+            return got
+        who, _body, i, q = got
         target = latest_active(board.history(i), who)
         if target is None:
             return error(request, 400, "nothing_to_undo")
         rec = corpus.record(i)
-        d = new_decision(rec, who, "undo", role="adjudicator" if board.is_adjudicator(who) else "reviewer",
+        d = new_decision(rec, who, "undo", role=role(who),
                          guidelines=guide.version, undoes=target.uid, reasons=board.reasons)
         append(log_path, [d])
         board.refresh()

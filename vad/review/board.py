@@ -14,7 +14,7 @@ from typing import Any
 from vad.core.taxonomy import LEVELS, SOURCES
 from vad.review.corpus import Corpus
 from vad.review.log import Decision, LogTail
-from vad.review.state import STATES, Assignment, RecordState, resolve
+from vad.review.state import STATES, Assignment, RecordState, group, resolve
 
 QUEUE_STATES = (*STATES, "all")
 SORTS = ("order", "flags", "ifd")
@@ -101,18 +101,17 @@ class Board:
             self._reset()
         if not new and not reset:
             return
-        for d in new:
-            i = self.corpus.locate(d.id, d.origin)
-            self.lines += 1
-            if i is None:
-                self.unmatched.append(d)
-                continue
+        self.lines += len(new)
+        by_id, unmatched = group(new, self.corpus.pos, self.corpus.by_origin)
+        self.unmatched += unmatched
+        for rid, got in by_id.items():
+            i = self.corpus.pos[rid]
             ds = self.decisions.setdefault(i, [])
-            ds.append(d)
-            if len(ds) > 1 and ds[-1].order < ds[-2].order:
-                ds.sort(key=lambda x: x.order)  # a merged log's lines come in any order
-            if d.decision == "skip":
-                self.skipped.setdefault(d.reviewer, set()).add(i)
+            ds += got
+            ds.sort(key=lambda x: x.order)  # a merged log's lines come in any order
+            for d in got:
+                if d.decision == "skip":
+                    self.skipped.setdefault(d.reviewer, set()).add(i)
             self._states.pop(i, None)
         self.version += 1
         self._queues.clear()

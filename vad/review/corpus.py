@@ -38,7 +38,7 @@ class Corpus:
         self.sha: list[str] = []
         self.origin: list[str] = []
         self.pos: dict[str, int] = {}
-        self.by_origin: dict[str, list[int]] = {}
+        self.by_origin: dict[str, list[str]] = {}  # origin key → ids (vad/review/state.py group)
         self.parent_ids: set[str] = set()  # of the evolutions (their parent prompts are shown)
         self._cache: OrderedDict[int, Record] = OrderedDict()
         off = 0
@@ -59,7 +59,7 @@ class Corpus:
                     self.sha.append(content_sha256(rec))
                     self.origin.append(origin_key(rec))
                     self.pos.setdefault(rec.id, i)
-                    self.by_origin.setdefault(self.origin[i], []).append(i)
+                    self.by_origin.setdefault(self.origin[i], []).append(rec.id)
                     if rec.source == "evol":
                         self.parent_ids.update(rec.lineage.parents)
                 off += len(line)
@@ -80,13 +80,6 @@ class Corpus:
         else:
             self._cache.move_to_end(i)
         return Record.from_dict(rec.to_dict())  # a copy: callers may not change the cached one
-
-    def locate(self, rid: str, origin: str = "") -> int | None:
-        """A record by id, else the only record at `origin` (the id changed upstream: vad/review/state.py group)."""
-        if rid in self.pos:
-            return self.pos[rid]
-        hits = self.by_origin.get(origin, []) if origin else []
-        return hits[0] if len(hits) == 1 else None
 
     def percentile(self, ifd: float | None) -> int | None:
         if ifd is None or not self.sorted_ifd:
