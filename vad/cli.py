@@ -1,4 +1,5 @@
-"""The `vad` command: lineage look-ups, IFD scoring of files, CValues-style evaluation (`vad eval`), fetching full sources, human review (`vad review serve`)."""
+"""The `vad` command: lineage look-ups, IFD scoring of files, CValues-style evaluation (`vad eval`), fetching full
+sources, the LLM estimate (`vad llm estimate`), human review (`vad review serve`), params and pipeline checks."""
 from __future__ import annotations
 
 import argparse
@@ -57,6 +58,21 @@ def _params(a: argparse.Namespace) -> int:
 
     params = load_params(a.params)
     print(f"{a.params or 'params.yaml'}: ok ({len(type(params).model_fields)} sections, every key known and in range)")
+    return 0
+
+
+def _llm(a: argparse.Namespace) -> int:
+    from vad.core.config import load_params
+    from vad.core.paths import project_root
+    from vad.generate.estimate import STAGES, estimate, format_estimate
+
+    unknown = sorted(set(a.stages) - set(STAGES))
+    if unknown:
+        print(f"vad llm estimate: unknown stage(s) {', '.join(unknown)}; the LLM stages are {', '.join(STAGES)}",
+              file=sys.stderr)
+        return 2
+    e = estimate(load_params(a.params), project_root(), tuple(s for s in STAGES if s in a.stages or not a.stages))
+    print(json.dumps(e, ensure_ascii=False, indent=2) if a.json else format_estimate(e))
     return 0
 
 
@@ -137,6 +153,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("action", choices=["check"])
     p.add_argument("--params", default=None, help="the params file (default: the project's params.yaml)")
     p.set_defaults(fn=_params)
+
+    p = sub.add_parser("llm", help="before spending: the calls, tokens and cost evolve and translate would make "
+                                   "(vad llm estimate [evolve] [translate]); calls nothing")
+    p.add_argument("action", choices=["estimate"])
+    p.add_argument("stages", nargs="*", help="evolve, translate (default: both)")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    p.add_argument("--params", default=None, help="the params file (default: the project's params.yaml)")
+    p.set_defaults(fn=_llm)
 
     p = sub.add_parser("pipeline", help="write dvc.yaml from the stage declarations, or check it is up to date")
     p.add_argument("action", choices=["write", "check"])

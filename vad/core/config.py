@@ -150,6 +150,8 @@ class LLMParams(Section):
     batch_size: int = Field(8, ge=1)   # local: prompts generated together
     price_per_1k_input: float = Field(0.0, ge=0)
     price_per_1k_output: float = Field(0.0, ge=0)
+    max_calls: int = Field(0, ge=0)      # spend guard: model calls one stage run may make; 0 = no cap
+    max_cost: float = Field(0.0, ge=0)   # spend guard: estimated cost one stage run may spend; 0 = no cap
     # Rarely changed; may be set in params.yaml.
     repetition_penalty: float = Field(1.1, gt=0)  # local backend only
     dtype: str = "bfloat16"                       # local backend only
@@ -157,6 +159,13 @@ class LLMParams(Section):
     retry_max_s: float = Field(30.0, ge=0)        # cap on one backoff delay (and on an honoured retry-after)
 
     _check_dtype = field_validator("dtype")(lambda v: _dtype(v))
+
+    @model_validator(mode="after")
+    def _cost_needs_prices(self):
+        if self.max_cost and not (self.price_per_1k_input or self.price_per_1k_output):
+            raise _at("max_cost", f"{self.max_cost:g} needs llm.price_per_1k_input / price_per_1k_output (the cost "
+                                  f"is estimated from them; both are 0)")
+        return self
 
 
 class EvolParams(Section):
