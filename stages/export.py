@@ -18,7 +18,7 @@ STAGE = Stage(
            paths.IFD_HIST, *(paths.raw_provenance(r) for r in RAW)),
     writes=tuple(f"{OUT}/{name}" for name in layout.FILES),
     # the dataset card lists every param the build used
-    params=("ingest", "seeds", "select", "llm", "evol", "translate", "merge", "ifd", "export"),
+    params=("ingest", "seeds", "select", "llm", "evol", "translate", "merge", "ifd", "review", "export"),
     suites=("final",),
     plots=((FUNNEL, {"x": "out", "y": "step", "template": "bar_horizontal", "title": "records out per stage"}),),
 )
