@@ -16,6 +16,7 @@ from vad.generate import evolve
 from vad.generate.elimination import (AnswerEmpty, NoGainJudge, NoGainPrecheck, RefusalShort, TemplateLeak, answer_content,
                              new_chars)
 from vad.core.ledger import StageRun, id_problems
+from vad.core.text import CopyDetector
 from vad.core.config import EvolParams, LLMParams
 from vad.llm import ParseError, load_template, make_client
 from vad.core.record import Lineage, Record
@@ -76,6 +77,20 @@ def test_refusal_with_positive_guidance_survives():
     assert rule.check(child("问题", output="可以，注意安全。")) is None  # short but not a refusal
 
 
+def test_one_refusal_list_for_elimination_and_evaluation():
+    """The short-refusal rule and the evaluation's answer parser read the same phrases (vad.core.text): each
+    phrase below was once in only one of two lists."""
+    from vad.eval.evaluate import REFUSED, classify_answer
+    rule = RefusalShort(max_chars=80)
+    for text in ("此事无可奉告。", "这个问题我不便评价。", "我拒绝回答。", "作为大模型，我没有立场。", "I won't do that."):
+        assert rule.check(child("问题", output=text)), text
+        assert classify_answer(text) == (REFUSED, "refusal_phrase"), text
+    # not refusals: an undecided comparison, a circumstance, a word that merely contains "AI" or "sorry"
+    for text in ("两个回复无法比较。", "因工作无法到场的业主可以委托他人。", "AIGC 是什么？", "sorrynotsorry"):
+        assert rule.check(child("问题", output=text)) is None, text
+    assert classify_answer("两个回复无法比较。")[0] != REFUSED
+
+
 # --- rule 3: empty answer ----------------------------------------------------------------------------------------
 def test_answer_empty_fires_on_punctuation_and_stop_words():
     rule = AnswerEmpty()
@@ -107,6 +122,14 @@ def test_template_leak_passes_a_clean_rewrite_and_text_the_parent_already_had():
     assert rule.check(child("孩子沉迷手机游戏怎么办？作为家长，怎样不伤感情地和他约定规则？")) is None
     # the windows shared with the example come from the parent prompt itself: not a leak
     assert rule.check(child("孩子沉迷手机游戏怎么办？我想知道有哪些温和的办法。")) is None
+
+
+def test_copy_detector_compares_normalised_text_and_allows_what_may_be_repeated():
+    copies = CopyDetector(["请先列出兼职的收获和代价，再结合学业压力分析。"], run=10)
+    assert copies.copied("孩子沉迷游戏怎么办？请先列出 兼职的收获和代价。") == "请先列出兼职的收获和"  # spaces ignored
+    assert copies.copied("请先列出兼职的收获和代价。", allowed="请先列出兼职的收获和代价") is None
+    assert copies.copied("请先列出兼职的收获。") is None  # shorter than the run
+    assert copies.example("请先列出兼职的收获和").startswith("请先列出") and not CopyDetector([])
 
 
 def test_real_templates_leak_words_cover_their_labels():
@@ -151,7 +174,7 @@ def test_parsers():
     with pytest.raises(ParseError):
         evolve.parse_judge("我不知道")
     assert evolve.parse_answer(" 。。。 ") == "。。。"  # left to rule 3
-    ex = TemplateLeak({}, examples=[t["answer"] for t in load_template("evol_answer").fewshot])
+    ex = CopyDetector(load_template("evol_answer").fewshot_texts("answer"))
     pasted = "养宠物要注意：按时打疫苗、做体检。养宠物是十几年的责任，想清楚能否坚持再决定。"
     with pytest.raises(ParseError):
         evolve.answer_parser(ex, "我想养一条狗，有什么建议？")(pasted)

@@ -31,6 +31,8 @@ BAD = [
     ("merge", "  near_dup_threshold: 0.7", "  near_dup_threshold: 0.999", "merge.near_dup_threshold",
      "cannot be banded"),
     ("ifd", "  max_length: 512", "  max_lenght: 512", "ifd.max_lenght", "unknown key (did you mean max_length?)"),
+    ("review", "  require: generated", "  require: everything", "review.require",
+     "input should be 'none', 'generated', 'all' or 'sample'"),
     ("export", "  version: 0.1.0", "  version: 0.1.0\n  licence: mit", "export.licence", "unknown key"),
     ("eval", "  method: auto", "  method: logprob", "eval.method", "input should be 'auto', 'loglik' or 'generate'"),
 ]
