@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, manual_line
+from conftest import ROOT, manual_line, record_provenance
 from vad.core import paths
 from vad.core.errors import InputError
 from vad.core.io import read_records, write_jsonl
@@ -84,6 +84,8 @@ def build_project(project: Path, translated: bool, review: dict | None = None) -
     lines = [manual_line(instruction=q, output=a, level=lvl, value=v) for q, a, lvl, v in MANUAL]
     lines.append(lines[0])  # an exact duplicate: merge ledgers it with dup_of
     (project / paths.RAW_MANUAL / "a.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    m = PROVENANCE[paths.RAW_MANUAL]  # ingest_manual checks every raw file against its provenance
+    record_provenance(project / paths.RAW_MANUAL, origin=m["origin"], licence=m["licence"])
     raw = "data/raw/saferlhf/pairs.jsonl"
     pairs = [Record(instruction=q, input="", output=a, source="translated",
                     categorization={"level": "person", "value": "友善"},
