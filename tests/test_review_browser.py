@@ -21,6 +21,7 @@ import pytest
 
 from conftest import ROOT
 from test_review_stage import XSS_INSTRUCTION, XSS_OUTPUT, make_project, records, write_jsonl
+from vad.core import paths
 from vad.core.pipeline import DATASET
 
 CHROMIUM = "/usr/bin/chromium"
@@ -128,6 +129,10 @@ def _dvc_project(root: Path) -> None:
             write_jsonl(lp, [])
         mp.parent.mkdir(parents=True, exist_ok=True)
         mp.write_text(json.dumps({"in": 0, "created": 0, "out": 0, "ledgered": 0, "consumed": 0}), encoding="utf-8")
+    hist = root / paths.IFD_HIST  # ifd_select's plot data, which the export's report draws
+    if not hist.exists():
+        hist.parent.mkdir(parents=True, exist_ok=True)
+        hist.write_text("source,bin_lo,bin_hi,count\n", encoding="utf-8")
     for raw in ("manual", "cvalues", "saferlhf"):
         src = ROOT / f"data/raw/{raw}/PROVENANCE.json"
         if not src.exists():
