@@ -1,0 +1,151 @@
+"""`ifd.executor: ray` — IFD scoring on Ray Data: the scorer's chunks (vad/quality/ifd_score.py `plan_chunks`) go
+through `map_batches` over a pool of actors, one per GPU of the cluster (or `ifd.ray_actors` CPU actors), each
+holding one loaded model. The driver keeps the score cache: it looks records up before anything is sent, and
+writes each chunk's scores as it comes back, so an interrupted run keeps every finished chunk. A chunk is scored
+exactly as the local executor scores it, so the scores per record are the same (up to the threads' rounding on
+another CPU) and the output order is the input order.
+
+The cluster: `RAY_ADDRESS` from the environment (never params: moving between a laptop and a cluster must not
+change the stage), else a local Ray instance that lives for the run. Usage statistics are off
+(`RAY_USAGE_STATS_ENABLED=0`). vad's code travels to the cluster with the job (`py_modules`); the model must be
+loadable on every node (`gemma3-270m` needs the vad package's dependencies there, a folder the same path)."""
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import Any
+
+from vad.compute.device import Compute
+
+log = logging.getLogger(__name__)
+
+
+def _connect() -> bool:
+    """Connect to RAY_ADDRESS, or start a local instance. True when this call started it (shut it down after)."""
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    import ray
+
+    if ray.is_initialized():
+        return False
+    import vad
+
+    address = os.environ.get("RAY_ADDRESS") or None
+    ray.init(address=address, include_dashboard=False, log_to_driver=False, configure_logging=False,
+             runtime_env={"py_modules": [str(Path(vad.__file__).parent)],
+                          "env_vars": {"RAY_USAGE_STATS_ENABLED": "0"}})
+    log.info("ifd: Ray %s, resources %s", f"cluster at {address}" if address else "local instance",
+             ray.cluster_resources())
+    return True
+
+
+def _describe_remote(model: str, device: str, dtype: str) -> dict[str, Any]:
+    """Runs on the cluster, on the resources an actor gets: what `auto` resolves to there, and the fingerprint."""
+    from vad.compute.device import resolve
+    from vad.compute.models import fingerprint
+
+    c = resolve(device, dtype, "ifd")
+    return {"device": c.device, "dtype": c.dtype, "why": c.why, "device_name": c.device_name,
+            "fingerprint": fingerprint(model, c.dtype, "ifd.model")}
+
+
+class _ChunkActor:
+    """One model per actor; scores chunks of records (rows of {"chunk", "items": JSON}) into {"chunk", "result"}."""
+
+    def __init__(self, spec: dict[str, Any], fingerprint: str):
+        from vad.quality.ifd_score import IFDScorer
+
+        self.scorer = IFDScorer(**spec, cache=False, progress=False)
+        if self.scorer.fingerprint != fingerprint:
+            raise RuntimeError(f"model {spec['model']} on this node has fingerprint {self.scorer.fingerprint}, the "
+                               f"run expects {fingerprint}: the nodes do not hold the same model files")
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        from vad.quality.ifd_cache import CachedScore
+        from vad.quality.ifd_score import ScoreStats
+
+        chunks, results = [], []
+        for i, items in zip(batch["chunk"], batch["items"]):
+            chunk = [(sha, tuple(texts)) for sha, texts in json.loads(items)]
+            self.scorer.stats = ScoreStats()
+            res = self.scorer.score_chunk(chunk)
+            rows = [[sha, r.loss_cond, r.loss_direct, r.n_answer_tokens, r.truncated] if isinstance(r, CachedScore)
+                    else [sha, None, r.reason, r.detail] for sha, r in res.items()]
+            st = self.scorer.stats
+            chunks.append(int(i))
+            results.append(json.dumps({"rows": rows, "stats": {
+                "forward_batches": st.forward_batches, "tokens": st.tokens, "seconds": st.seconds,
+                "oom_splits": st.oom_splits}}))
+        return {"chunk": np.array(chunks), "result": np.array(results, dtype=object)}
+
+
+class RayExecutor:
+    """Resolves the compute on the cluster, then scores chunks there (`run`)."""
+
+    def __init__(self, model: str, template: str, max_length: int, batch_size, max_batch_tokens, device: str,
+                 dtype: str, actors: int = 0):
+        import ray
+
+        self._started = _connect()
+        res = ray.cluster_resources()
+        gpus, cpus = int(res.get("GPU", 0)), max(1, int(res.get("CPU", 1)))
+        nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
+        self.use_gpu = gpus > 0 and device != "cpu"
+        if device.startswith("cuda") and not gpus:
+            from vad.core.config import ParamsError
+
+            raise ParamsError("ifd.device", f"{device} was asked for but the Ray cluster has no GPU")
+        self.actors = actors or (gpus if self.use_gpu else nodes)
+        self.num_gpus = 1 if self.use_gpu else 0
+        self.num_cpus = max(1, cpus // self.actors) if not self.use_gpu else max(1, cpus // max(1, gpus))
+        remote = ray.remote(num_gpus=self.num_gpus, num_cpus=self.num_cpus)(_describe_remote)
+        d = ray.get(remote.remote(model, "cuda" if self.use_gpu else "cpu", dtype))
+        self.compute = Compute(d["device"], d["dtype"], f"on the Ray cluster: {d['why']}", d["device_name"])
+        self.fingerprint = d["fingerprint"]
+        # every actor computes in the precision resolved once (a mixed cluster must not mix precisions)
+        self.spec = {"model": model, "template": template, "max_length": max_length, "batch_size": batch_size,
+                     "max_batch_tokens": max_batch_tokens, "device": self.compute.kind, "dtype": self.compute.dtype,
+                     "threads": None if self.use_gpu else self.num_cpus}
+
+    def describe(self) -> dict[str, Any]:
+        return {"ray_actors": self.actors, "ray_actor_cpus": self.num_cpus, "ray_actor_gpus": self.num_gpus,
+                "ray_address": os.environ.get("RAY_ADDRESS") or "local"}
+
+    def run(self, chunks: list[list[tuple[str, tuple[str, str, str]]]]):
+        """Yields ({sha: CachedScore | IFDError}, chunk stats) per chunk, as chunks finish (in any order)."""
+        import ray
+        import ray.data
+
+        from vad.quality.ifd_cache import CachedScore
+        from vad.quality.ifd_score import IFDError
+
+        ctx = ray.data.DataContext.get_current()
+        ctx.enable_progress_bars = False
+        ds = ray.data.from_items([{"chunk": i, "items": json.dumps([[sha, list(t)] for sha, t in c],
+                                                                   ensure_ascii=False)}
+                                  for i, c in enumerate(chunks)], override_num_blocks=max(1, len(chunks)))
+        out = ds.map_batches(_ChunkActor, batch_size=1, batch_format="numpy",
+                             compute=ray.data.ActorPoolStrategy(size=self.actors),
+                             fn_constructor_kwargs={"spec": self.spec, "fingerprint": self.fingerprint},
+                             num_cpus=self.num_cpus, num_gpus=self.num_gpus)
+        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+            for payload in batch["result"]:
+                obj = json.loads(payload)
+                res = {}
+                for row in obj["rows"]:
+                    if row[1] is None:
+                        res[row[0]] = IFDError(row[2], row[3])
+                    else:
+                        res[row[0]] = CachedScore(row[1], row[2], int(row[3]), bool(row[4]))
+                yield res, obj["stats"]
+
+    def close(self) -> None:
+        """Shut down the local Ray instance this executor started (a cluster's connection just ends)."""
+        import ray
+
+        if self._started:
+            ray.shutdown()
+            self._started = False
