@@ -166,3 +166,24 @@ def cpu_bf16_native() -> tuple[bool, str]:
            + ("native bf16" if native else "no native bf16, fp32"))
     log.debug("cpu bf16 probe: %s", how)
     return native, how
+
+
+@functools.lru_cache(maxsize=1)
+def _libc_trim():
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        return libc.malloc_trim
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to do
+        return None
+
+
+def trim_heap() -> None:
+    """Hand memory freed by torch on the CPU back to the OS. glibc keeps freed blocks of varying sizes in its free
+    lists: scoring batches of changing shapes grew the IFD scorer's RSS by ~2 GB over 293 records (to 3.1 GB); a
+    trim after each batch takes about a millisecond."""
+    trim = _libc_trim()
+    if trim is not None:
+        trim(0)

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import socket
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +58,7 @@ class _ChunkActor:
         from vad.quality.ifd_score import IFDScorer
 
         self.scorer = IFDScorer(**spec, cache=False, progress=False)
+        self.name = f"{socket.gethostname()}:{os.getpid()}"
         if self.scorer.fingerprint != fingerprint:
             raise RuntimeError(f"model {spec['model']} on this node has fingerprint {self.scorer.fingerprint}, the "
                                f"run expects {fingerprint}: the nodes do not hold the same model files")
@@ -76,7 +78,7 @@ class _ChunkActor:
                     else [sha, None, r.reason, r.detail] for sha, r in res.items()]
             st = self.scorer.stats
             chunks.append(int(i))
-            results.append(json.dumps({"rows": rows, "stats": {
+            results.append(json.dumps({"rows": rows, "actor": self.name, "stats": {
                 "forward_batches": st.forward_batches, "tokens": st.tokens, "seconds": st.seconds,
                 "oom_splits": st.oom_splits}}))
         return {"chunk": np.array(chunks), "result": np.array(results, dtype=object)}
@@ -106,13 +108,14 @@ class RayExecutor:
         self.compute = Compute(d["device"], d["dtype"], f"on the Ray cluster: {d['why']}", d["device_name"])
         self.fingerprint = d["fingerprint"]
         # every actor computes in the precision resolved once (a mixed cluster must not mix precisions)
+        self.actors_used: set[str] = set()
         self.spec = {"model": model, "template": template, "max_length": max_length, "batch_size": batch_size,
                      "max_batch_tokens": max_batch_tokens, "device": self.compute.kind, "dtype": self.compute.dtype,
                      "threads": None if self.use_gpu else self.num_cpus}
 
     def describe(self) -> dict[str, Any]:
-        return {"ray_actors": self.actors, "ray_actor_cpus": self.num_cpus, "ray_actor_gpus": self.num_gpus,
-                "ray_address": os.environ.get("RAY_ADDRESS") or "local"}
+        return {"ray_actors": self.actors, "ray_actors_used": len(self.actors_used), "ray_actor_cpus": self.num_cpus,
+                "ray_actor_gpus": self.num_gpus, "ray_address": os.environ.get("RAY_ADDRESS") or "local"}
 
     def run(self, chunks: list[list[tuple[str, tuple[str, str, str]]]]):
         """Yields ({sha: CachedScore | IFDError}, chunk stats) per chunk, as chunks finish (in any order)."""
@@ -128,12 +131,14 @@ class RayExecutor:
                                                                    ensure_ascii=False)}
                                   for i, c in enumerate(chunks)], override_num_blocks=max(1, len(chunks)))
         out = ds.map_batches(_ChunkActor, batch_size=1, batch_format="numpy",
-                             compute=ray.data.ActorPoolStrategy(size=self.actors),
+                             # one chunk at a time per actor: chunks spread over the pool, none waits in a queue
+                             compute=ray.data.ActorPoolStrategy(size=self.actors, max_tasks_in_flight_per_actor=1),
                              fn_constructor_kwargs={"spec": self.spec, "fingerprint": self.fingerprint},
                              num_cpus=self.num_cpus, num_gpus=self.num_gpus)
         for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
             for payload in batch["result"]:
                 obj = json.loads(payload)
+                self.actors_used.add(obj["actor"])
                 res = {}
                 for row in obj["rows"]:
                     if row[1] is None:

@@ -73,7 +73,7 @@ from typing import Any
 if "torch" not in sys.modules:
     os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from vad.compute.device import Compute, resolve as resolve_compute
+from vad.compute.device import Compute, resolve as resolve_compute, trim_heap
 from vad.compute.models import fingerprint as model_fingerprint
 from vad.core.errors import VadError
 from vad.quality.ifd_cache import ROUND, CacheContext, CachedScore, IFDCache, text_sha
@@ -227,15 +227,16 @@ def encode_many(tokenizer, template: IFDTemplate, items: list[tuple[str, str, st
 
 
 # --- planning: chunks of records, batches of sequences -------------------------------------------------
-def plan_chunks(todo: dict[str, tuple[str, str, str]], chunk_records: int = CHUNK_RECORDS
+def plan_chunks(todo: dict[str, tuple[str, str, str]], chunk_records: int | None = None
                 ) -> list[list[tuple[str, tuple[str, str, str]]]]:
-    """Records to score → chunks of (sha, texts), balanced, at most `chunk_records` each. Records are ordered by
-    (characters, sha) — a function of the set of texts only — so a chunk holds records of similar length and the
-    same set always gives the same chunks (on every executor). Up to `chunk_records` records are one chunk."""
+    """Records to score → chunks of (sha, texts), balanced, at most `chunk_records` (CHUNK_RECORDS) each. Records
+    are ordered by (characters, sha) — a function of the set of texts only — so a chunk holds records of similar
+    length and the same set always gives the same chunks (on every executor). Up to `chunk_records` records are
+    one chunk."""
     recs = sorted(todo.items(), key=lambda kv: (sum(len(t) for t in kv[1]), kv[0]))
     if not recs:
         return []
-    n = -(-len(recs) // chunk_records)
+    n = -(-len(recs) // (chunk_records or CHUNK_RECORDS))
     size = -(-len(recs) // n)
     return [recs[i:i + size] for i in range(0, len(recs), size)]
 
@@ -257,7 +258,7 @@ def plan_batches(lengths: list[int], batch_size: int, max_tokens: int | None) ->
 def is_oom(e: BaseException) -> bool:
     import torch
 
-    return isinstance(e, torch.OutOfMemoryError) or (
+    return isinstance(e, torch.cuda.OutOfMemoryError) or (
         isinstance(e, RuntimeError) and ("out of memory" in str(e) or "can't allocate memory" in str(e)))
 
 
@@ -398,6 +399,7 @@ class IFDScorer:
         import torch
 
         partial = partial or {}
+        self.lm  # noqa: B018 - the weights before the tokenizer (vad.compute.models: the lower peak RSS)
         encoded = encode_many(self.tokenizer, self.template, [it for _s, it in chunk], self.max_length)
         out: dict[str, CachedScore | IFDError] = {}
         seqs = []  # (length, sha, kind, ids, start)
@@ -442,6 +444,7 @@ class IFDScorer:
                         done[s[1]] = out[s[1]] = CachedScore(round(lc, ROUND), round(ld, ROUND), e.n_answer,
                                                              e.truncated)
             pending.clear()
+            new_partial = {key: v for key, v in new_partial.items() if key[0] not in out}  # completed in this flush
             if commit is not None and (done or new_partial):
                 commit(done, new_partial)
 
@@ -457,6 +460,7 @@ class IFDScorer:
                     self.stats.tokens += sum(s[0] for s in batch)
                     if per_batch:
                         flush()
+                        trim_heap()
                 flush()
         except BaseException:
             try:  # an error mid-chunk (a fatal OOM, Ctrl-C) still keeps what finished
