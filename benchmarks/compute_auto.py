@@ -33,7 +33,8 @@ from pathlib import Path
 n, dtype = int(sys.argv[2]), sys.argv[3]
 c = resolve("auto", "auto", "ifd")
 shape = (512, 640, 8192)
-rate = {d: round(2 * 512 * 640 * 8192 / gemm_seconds(getattr(torch, d), shape) / 1e9, 1) for d in ("float32", "bfloat16")}
+rate = {d: round(2 * 512 * 640 * 8192 / t / 1e9, 1)
+        for d, t in zip(("float32", "bfloat16"), gemm_seconds((torch.float32, torch.bfloat16), shape))}
 rows = []
 for f in sorted((Path(sys.argv[1]) / "data/raw/manual").glob("*.jsonl")):
     rows += [(o["instruction"], o.get("input", "") or "", o["output"]) for _n, _r, o in iter_jsonl(f)]

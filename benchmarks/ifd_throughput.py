@@ -187,6 +187,11 @@ def main() -> None:
     tps = {k: round(v[0] / v[1], 1) for k, v in acc.items() if v[1]}
 
     cost = cost_model(scorer.lm.model, refs, scorer.head_dtype, device, acc["scorer"][1])
+    if fp32 is not None and acc["scorer_fp32"][1]:  # its blocks need the scorer's FLOPs per token
+        per_token = cost["scorer_gflop"] / acc["scorer"][0]
+        reached = per_token * acc["scorer_fp32"][0] / acc["scorer_fp32"][1]
+        cost["scorer_fp32_gflops_reached"] = round(reached, 1)
+        cost["share_of_gemm_peak_fp32"] = round(reached / cost["gemm_gflops"]["float32"], 3)
 
     # 3: cold full run, then +2 new records ------------------------------------------------------------
     with tempfile.TemporaryDirectory() as tmp:

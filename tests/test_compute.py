@@ -15,8 +15,8 @@ PROBE = """
 import json, torch
 from vad.compute.device import resolve, gemm_seconds
 c = resolve("auto", "auto", "ifd")
-print(json.dumps({"dtype": c.dtype, "device": c.device, "why": c.why,
-                  "bf16_s": gemm_seconds(torch.bfloat16, (512, 640, 2048)), "fp32_s": gemm_seconds(torch.float32, (512, 640, 2048))}))
+bf16_s, fp32_s = gemm_seconds((torch.bfloat16, torch.float32), (512, 640, 2048))
+print(json.dumps({"dtype": c.dtype, "device": c.device, "why": c.why, "bf16_s": bf16_s, "fp32_s": fp32_s}))
 """
 AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}  # a CPU without native bf16, reproduced
 
@@ -64,11 +64,13 @@ def test_cpu_decision_rules(monkeypatch):
     import torch
 
     monkeypatch.setattr(dev, "cpu_flags", lambda: {"avx512_bf16"})
-    monkeypatch.setattr(dev, "gemm_seconds", lambda dtype, *a, **k: 0.007 if dtype == torch.bfloat16 else 0.001)
+    monkeypatch.setattr(dev, "gemm_seconds", lambda dtypes, *a, **k: [0.007 if d == torch.bfloat16 else 0.001
+                                                                        for d in dtypes])
     native, how = dev.cpu_bf16_native()
     assert not native and "7.00x" in how  # flags say yes, the GEMM says no: fp32
     dev.cpu_bf16_native.cache_clear()
-    monkeypatch.setattr(dev, "gemm_seconds", lambda dtype, *a, **k: 0.0002 if dtype == torch.bfloat16 else 0.001)
+    monkeypatch.setattr(dev, "gemm_seconds", lambda dtypes, *a, **k: [0.0002 if d == torch.bfloat16 else 0.001
+                                                                        for d in dtypes])
     assert dev.cpu_bf16_native()[0]
     dev.cpu_bf16_native.cache_clear()
     monkeypatch.setattr(dev, "cpu_flags", lambda: None)  # no /proc/cpuinfo (macOS): the probe decides

@@ -72,3 +72,19 @@ def test_ray_executor_gives_the_local_scores(mini_project, monkeypatch, tmp_path
     again, m3 = run_stage()
     assert m3["cache_hits"] == 9 and m3["scored"] == 0 and m3["forward_batches"] == 0
     assert [r.meta["ifd"] for r in again] == [r.meta["ifd"] for r in ray_scored]
+
+
+def test_errors_on_the_cluster_are_one_line(mini_project, monkeypatch):
+    """What goes wrong on the cluster reaches the user as vad's one-line error, not Ray's traceback: here the
+    model folder does not exist where the actors run (a bad param: it names its key)."""
+    from vad.core.config import ParamsError
+    from vad.core.io import write_jsonl
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    write_jsonl("build/merge/merged.jsonl", [_rec(*SAMPLES[0])])
+    set_ifd(mini_project, model="/nowhere/model", executor="ray", ray_actors=1)
+    with pytest.raises(ParamsError) as e:
+        run_stage()
+    assert "\n" not in str(e.value)
+    assert re.fullmatch(r"params.yaml:\d+: ifd.model: '/nowhere/model' is neither 'gemma3-270m' nor an existing "
+                        r"local path .*", str(e.value)), str(e.value)

@@ -24,10 +24,12 @@ from vad.compute import names
 
 log = logging.getLogger(__name__)
 
-# The probe: one head-shaped GEMM (rows x hidden by hidden x vocab tile) per dtype, best of PROBE_REPS after a
-# warm-up. bf16 must beat fp32 to be chosen: natively it ran ~5x faster here, restricted to AVX2 ~7x slower.
+# The probe: a head-shaped GEMM (rows x hidden by hidden x vocab tile) on one thread, bf16 and fp32 in turn,
+# PROBE_REPS times each after a warm-up, best of each. bf16 must beat fp32 to be chosen: natively it ran ~5x
+# faster here, restricted to AVX2 ~7x slower. One thread and interleaving keep a busy machine from deciding: with
+# two threads on a loaded 2-core machine a descheduled thread stalled every GEMM (a 0.2 ms one took 5 ms).
 PROBE_SHAPE = (128, 512, 1024)
-PROBE_REPS = 3
+PROBE_REPS = 5
 CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # x86 flags of a native bf16 dot product (AVX512-BF16, AMX)
 
 
@@ -133,19 +135,28 @@ def cpu_name() -> str:
     return platform.processor() or platform.machine()
 
 
-def gemm_seconds(dtype, shape: tuple[int, int, int] = PROBE_SHAPE, reps: int = PROBE_REPS) -> float:
-    """Best time of one (m x k) @ (k x n) GEMM in `dtype` on the CPU (after a warm-up call)."""
+def gemm_seconds(dtypes, shape: tuple[int, int, int] = PROBE_SHAPE, reps: int = PROBE_REPS,
+                 threads: int | None = None) -> list[float]:
+    """Best time of one (m x k) @ (k x n) GEMM on the CPU per dtype, the dtypes taking turns (after a warm-up
+    call each); `threads`: torch threads meanwhile (None = as set)."""
     import torch
 
     m, k, n = shape
-    a = torch.randn(m, k).to(dtype)
-    b = torch.randn(n, k).to(dtype)
-    torch.mm(a, b.t())  # warm-up: oneDNN builds its kernel on the first call
-    best = float("inf")
-    for _ in range(reps):
-        t = time.perf_counter()
-        torch.mm(a, b.t())
-        best = min(best, time.perf_counter() - t)
+    ops = [(torch.randn(m, k).to(d), torch.randn(n, k).to(d)) for d in dtypes]
+    old = torch.get_num_threads()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        for a, b in ops:
+            torch.mm(a, b.t())  # warm-up: oneDNN builds its kernel on the first call
+        best = [float("inf")] * len(ops)
+        for _ in range(reps):
+            for i, (a, b) in enumerate(ops):
+                t = time.perf_counter()
+                torch.mm(a, b.t())
+                best[i] = min(best[i], time.perf_counter() - t)
+    finally:
+        torch.set_num_threads(old)
     return best
 
 
@@ -158,8 +169,7 @@ def cpu_bf16_native() -> tuple[bool, str]:
     if flags is not None and platform.machine().lower() in ("x86_64", "amd64", "i686") \
             and not any(f in flags for f in CPU_BF16_FLAGS):
         return False, f"no {'/'.join(CPU_BF16_FLAGS)} in /proc/cpuinfo, fp32"
-    t32 = gemm_seconds(torch.float32)
-    t16 = gemm_seconds(torch.bfloat16)
+    t16, t32 = gemm_seconds((torch.bfloat16, torch.float32), threads=1)
     ratio = t16 / t32
     native = ratio < 1.0
     how = (f"probe: a bf16 GEMM takes {ratio:.2f}x the fp32 time ({t16 * 1e3:.2f} vs {t32 * 1e3:.2f} ms), "

@@ -14,13 +14,37 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import socket
 from pathlib import Path
 from typing import Any
 
 from vad.compute.device import Compute
+from vad.core.errors import VadError
 
 log = logging.getLogger(__name__)
+_ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception|OutOfMemory)): (.+)$")
+
+
+class IFDRayError(VadError):
+    """Scoring on the cluster failed: the one line that says why (an actor's error, not Ray's traceback)."""
+
+
+def _one_line(e: BaseException, doing: str) -> VadError:
+    """A vad error raised on the cluster as itself (a bad param names its key), anything else as IFDRayError
+    with the last `SomeError: message` line of what Ray relays (its tracebacks are long)."""
+    cause = getattr(e, "cause", None)
+    if isinstance(cause, VadError):
+        return cause
+    if isinstance(e, VadError) and not hasattr(e, "cause"):
+        return e
+    reason = f"{type(e).__name__}: {str(e).strip()[:200]}"
+    for line in reversed(str(e).splitlines()):
+        m = _ERROR_LINE.match(line)
+        if m:
+            reason = f"{m.group(1)}: {m.group(2).strip()}"
+            break
+    return IFDRayError(f"ifd on Ray failed {doing}: {reason}")
 
 
 def _connect() -> bool:
@@ -45,10 +69,14 @@ def _describe_remote(model: str, device: str, dtype: str) -> dict[str, Any]:
     """Runs on the cluster, on the resources an actor gets: what `auto` resolves to there, and the fingerprint."""
     from vad.compute.device import resolve
     from vad.compute.models import fingerprint
+    from vad.core.config import ParamsError
 
-    c = resolve(device, dtype, "ifd")
-    return {"device": c.device, "dtype": c.dtype, "why": c.why, "device_name": c.device_name,
-            "fingerprint": fingerprint(model, c.dtype, "ifd.model")}
+    try:
+        c = resolve(device, dtype, "ifd")
+        return {"device": c.device, "dtype": c.dtype, "why": c.why, "device_name": c.device_name,
+                "fingerprint": fingerprint(model, c.dtype, "ifd.model")}
+    except ParamsError as e:  # returned, not raised: rebuilt on the driver, against its params.yaml
+        return {"params_error": [e.key, e.problem]}
 
 
 class _ChunkActor:
@@ -103,12 +131,21 @@ class RayExecutor:
         self.actors = actors or (gpus if self.use_gpu else nodes)
         self.num_gpus = 1 if self.use_gpu else 0
         self.num_cpus = max(1, cpus // self.actors) if not self.use_gpu else max(1, cpus // max(1, gpus))
-        remote = ray.remote(num_gpus=self.num_gpus, num_cpus=self.num_cpus)(_describe_remote)
-        d = ray.get(remote.remote(model, "cuda" if self.use_gpu else "cpu", dtype))
+        remote = ray.remote(num_gpus=self.num_gpus, num_cpus=self.num_cpus, max_retries=0)(_describe_remote)
+        try:
+            d = ray.get(remote.remote(model, "cuda" if self.use_gpu else "cpu", dtype))
+        except Exception as e:  # noqa: BLE001
+            self.close()
+            raise _one_line(e, "resolving the model and device on the cluster") from None
+        if "params_error" in d:
+            from vad.core.config import ParamsError
+
+            self.close()
+            raise ParamsError(*d["params_error"])
         self.compute = Compute(d["device"], d["dtype"], f"on the Ray cluster: {d['why']}", d["device_name"])
         self.fingerprint = d["fingerprint"]
-        # every actor computes in the precision resolved once (a mixed cluster must not mix precisions)
         self.actors_used: set[str] = set()
+        # every actor computes in the precision resolved once (a mixed cluster must not mix precisions)
         self.spec = {"model": model, "template": template, "max_length": max_length, "batch_size": batch_size,
                      "max_batch_tokens": max_batch_tokens, "device": self.compute.kind, "dtype": self.compute.dtype,
                      "threads": None if self.use_gpu else self.num_cpus}
@@ -122,9 +159,6 @@ class RayExecutor:
         import ray
         import ray.data
 
-        from vad.quality.ifd_cache import CachedScore
-        from vad.quality.ifd_score import IFDError
-
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         ds = ray.data.from_items([{"chunk": i, "items": json.dumps([[sha, list(t)] for sha, t in c],
@@ -135,17 +169,26 @@ class RayExecutor:
                              compute=ray.data.ActorPoolStrategy(size=self.actors, max_tasks_in_flight_per_actor=1),
                              fn_constructor_kwargs={"spec": self.spec, "fingerprint": self.fingerprint},
                              num_cpus=self.num_cpus, num_gpus=self.num_gpus)
-        for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
-            for payload in batch["result"]:
-                obj = json.loads(payload)
-                self.actors_used.add(obj["actor"])
-                res = {}
-                for row in obj["rows"]:
-                    if row[1] is None:
-                        res[row[0]] = IFDError(row[2], row[3])
-                    else:
-                        res[row[0]] = CachedScore(row[1], row[2], int(row[3]), bool(row[4]))
-                yield res, obj["stats"]
+        try:
+            for batch in out.iter_batches(batch_size=None, batch_format="numpy"):
+                yield from self._results(batch)
+        except Exception as e:  # noqa: BLE001 - Ray relays actor errors as long tracebacks: keep one line
+            raise _one_line(e, f"scoring {len(chunks)} chunks (the finished ones are cached)") from None
+
+    def _results(self, batch):
+        from vad.quality.ifd_cache import CachedScore
+        from vad.quality.ifd_score import IFDError
+
+        for payload in batch["result"]:
+            obj = json.loads(payload)
+            self.actors_used.add(obj["actor"])
+            res = {}
+            for row in obj["rows"]:
+                if row[1] is None:
+                    res[row[0]] = IFDError(row[2], row[3])
+                else:
+                    res[row[0]] = CachedScore(row[1], row[2], int(row[3]), bool(row[4]))
+            yield res, obj["stats"]
 
     def close(self) -> None:
         """Shut down the local Ray instance this executor started (a cluster's connection just ends)."""
