@@ -376,6 +376,14 @@ def test_stages_end_to_end(ifd_project):
     assert set(f) >= {"loss_cond", "loss_direct", "ifd", "ifd_ppl", "n_answer_tokens", "truncated", "model",
                       "fingerprint", "template"}
     assert f["template"] == "alpaca_zh_v1@1" and f["ifd"] == round(f["loss_cond"] / f["loss_direct"], 6)
+    # what `auto` resolved to: in each record's lineage figures (device kind, dtype) and, with why, in the metrics
+    import torch
+
+    kind = "cuda" if torch.cuda.is_available() else "cpu"
+    c = m["ifd_compute"]
+    assert (f["device"], f["dtype"]) == (kind, c["dtype"]) == (kind, m["ifd_dtype"]) and c["device"].startswith(kind)
+    assert "dtype auto: " in c["why"] and c["executor"] == "local"
+    assert c["batch_size"] == {"cpu": 8, "cuda": 1024}[kind]
     first = Path("build/ifd/scored.jsonl").read_bytes()
     run_script(ROOT / "stages" / "ifd_score.py")
     m = json.loads(Path("build/metrics/ifd_score.json").read_text())
