@@ -70,8 +70,9 @@ def load() -> float:
     return round(os.getloadavg()[0], 2)
 
 
-def gemm_gflops(dtype, device: str = "cpu", reps: int = 5) -> float:
-    """Measured GEMM rate on head-shaped operands (the shape of the scorer's lm_head tiles on this device)."""
+def gemm_gflops(dtype, device: str = "cpu", seconds: float = 1.0) -> float:
+    """Sustained GEMM rate on head-shaped operands (the shape of the scorer's lm_head tiles on this device): GEMMs
+    back to back for `seconds` after a warm-up, averaged (the scorer runs sustained, so its peak is measured so)."""
     import torch
 
     from vad.quality.ifd_head import TILES
@@ -81,11 +82,14 @@ def gemm_gflops(dtype, device: str = "cpu", reps: int = 5) -> float:
     a, b = torch.randn(m, k, device=device).to(dtype), torch.randn(n, k, device=device).to(dtype)
     torch.mm(a, b.t())
     sync(device)
-    t = time.perf_counter()
-    for _ in range(reps * (20 if device.startswith("cuda") else 1)):
+    reps, t = 0, time.perf_counter()
+    while time.perf_counter() - t < seconds:
         torch.mm(a, b.t())
+        reps += 1
+        if reps % 8 == 0:
+            sync(device)
     sync(device)
-    return round(2 * m * k * n * reps * (20 if device.startswith("cuda") else 1) / (time.perf_counter() - t) / 1e9, 1)
+    return round(2 * m * k * n * reps / (time.perf_counter() - t) / 1e9, 1)
 
 
 def sync(device: str) -> None:
