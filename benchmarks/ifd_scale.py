@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/ifd_scale.py [--n 30000] [--kill-after 90]
 
-1. cached: --n synthetic records (benchmarks/gpu_ifd.py `synthetic`: realistic lengths) in a scratch project's
+1. cached: --n synthetic records (benchmarks/synthetic.py: clauses of the bundled data) in a scratch project's
    build/merge/merged.jsonl, every score already in the cache (filled directly, under the stage's own cache key);
    the stage is run as DVC runs it (`python stages/ifd_score.py`, its own process): seconds and peak RSS. Nothing
    may be tokenised or loaded.
@@ -46,9 +46,9 @@ run_script(os.path.join(sys.argv[1], "stages", "ifd_score.py"))
 
 
 def project(tmp: Path, n: int) -> Path:
-    from gpu_ifd import synthetic
+    from synthetic import write_manual_corpus
 
-    from vad.core.io import write_jsonl
+    from vad.core.io import iter_jsonl, write_jsonl
     from vad.core.record import Record
 
     p = tmp / "proj"
@@ -57,8 +57,10 @@ def project(tmp: Path, n: int) -> Path:
         shutil.copy(ROOT / name, p / name)
     for d in ("expectations", "stages"):
         shutil.copytree(ROOT / d, p / d)
-    recs = [Record(instruction=q, input=x, output=a, source="manual",
-                   categorization={"level": "person", "value": "诚信"}) for q, x, a in synthetic(n, seed=1)]
+    write_manual_corpus(tmp / "manual", n, exact_share=0, near_share=0, seed=1)
+    recs = [Record(instruction=o["instruction"], input=o["input"], output=o["output"], source="manual",
+                   categorization=o["categorization"])
+            for f in sorted((tmp / "manual").glob("*.jsonl")) for _n, _r, o in iter_jsonl(f)]
     (p / "build/merge").mkdir(parents=True)
     write_jsonl(p / "build/merge/merged.jsonl", recs)
     return p
