@@ -127,10 +127,12 @@ class RayExecutor:
         if device.startswith("cuda") and not gpus:
             from vad.core.config import ParamsError
 
+            self.close()
             raise ParamsError("ifd.device", f"{device} was asked for but the Ray cluster has no GPU")
         self.actors = actors or (gpus if self.use_gpu else nodes)
-        self.num_gpus = 1 if self.use_gpu else 0
-        self.num_cpus = max(1, cpus // self.actors) if not self.use_gpu else max(1, cpus // max(1, gpus))
+        # more actors than GPUs share them (each still gets its own model copy)
+        self.num_gpus = min(1.0, gpus / self.actors) if self.use_gpu else 0
+        self.num_cpus = max(1, cpus // max(self.actors, gpus if self.use_gpu else 1))
         remote = ray.remote(num_gpus=self.num_gpus, num_cpus=self.num_cpus, max_retries=0)(_describe_remote)
         try:
             d = ray.get(remote.remote(model, "cuda" if self.use_gpu else "cpu", dtype))
