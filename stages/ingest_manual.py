@@ -4,6 +4,7 @@ from pathlib import Path
 from vad.core import paths
 from vad.core.stage import Stage, stage_main
 from vad.sources import ingest_manual
+from vad.sources.provenance import verify_provenance
 
 STAGE = Stage(
     "ingest_manual", __doc__.split(": ", 1)[1],
@@ -15,10 +16,11 @@ STAGE = Stage(
 
 
 def main(ctx):
+    prov = verify_provenance(Path(paths.RAW_MANUAL))  # a new or edited file must come with its provenance
     files = sorted(Path(paths.RAW_MANUAL).glob("*.jsonl"))
     records = ingest_manual.ingest_manual(files, Path("."), ctx.params.ingest, ctx.run,
                                           validate=lambda recs: ctx.validate(recs, "raw_manual"))
-    return ctx.finish({paths.MANUAL: records}, files=len(files))
+    return ctx.finish({paths.MANUAL: records}, files=len(files), licence=prov["licence"])
 
 
 if __name__ == "__main__":

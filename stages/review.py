@@ -1,20 +1,22 @@
-"""Stage review: build/ifd/selected.jsonl + the reviewers' decisions → build/review/reviewed.jsonl."""
-from pathlib import Path
-
+"""Stage review: build/ifd/selected.jsonl + the reviewers' decision log review/decisions.jsonl → build/review/reviewed.jsonl (decisions applied; what review.require holds back is ledgered review_pending)."""
 from vad.core import paths
 from vad.core.stage import Stage, stage_main
-from vad.publish.review import apply_review, read_decisions
+from vad.publish.review import read_decisions, review
 
 STAGE = Stage(
     "review", __doc__.split(": ", 1)[1],
     reads=(paths.SELECTED, paths.REVIEW_DECISIONS),
     writes=(paths.REVIEWED,),
+    # edited records go through merge's checks again, with merge's params
+    params=("review", "ingest.min_chars", "ingest.max_chars", "merge.lang", "merge.min_lang_score",
+            "merge.near_dup_threshold", "merge.ngram", "merge.num_perm"),
 )
 
 
 def main(ctx):
-    records = apply_review(ctx.read(paths.SELECTED), read_decisions(Path(paths.REVIEW_DECISIONS)), ctx.run)
-    return ctx.finish({paths.REVIEWED: records})
+    decisions = read_decisions(paths.REVIEW_DECISIONS, ctx.params.review)
+    kept, metrics = review(ctx.read(paths.SELECTED), decisions, ctx.params, ctx.run)
+    return ctx.finish({paths.REVIEWED: kept}, **metrics)
 
 
 if __name__ == "__main__":

@@ -38,3 +38,10 @@ def mini_project(tmp_path, monkeypatch):
     (tmp_path / "data/raw/manual").mkdir(parents=True)
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def record_provenance(folder: Path, origin: str = "written by a test", licence: str = "CC BY 4.0") -> dict:
+    """PROVENANCE.json for a raw folder a test wrote (the raw stages refuse files their provenance does not list)."""
+    from vad.sources.provenance import write_provenance
+
+    return write_provenance(Path(folder), origin, "test", licence)

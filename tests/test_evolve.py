@@ -3,7 +3,6 @@ against the fake OpenAI server (each rule seen firing, lineage, books), and one 
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -16,7 +15,8 @@ from test_llm_stages_faults import (check_books, fake_model, make_seeds, read_js
 from vad.generate import evolve
 from vad.generate.elimination import (AnswerEmpty, NoGainJudge, NoGainPrecheck, RefusalShort, TemplateLeak, answer_content,
                              new_chars)
-from vad.core.ledger import StageRun
+from vad.core.ledger import StageRun, id_problems
+from vad.core.text import CopyDetector
 from vad.core.config import EvolParams, LLMParams
 from vad.llm import ParseError, load_template, make_client
 from vad.core.record import Lineage, Record
@@ -77,6 +77,20 @@ def test_refusal_with_positive_guidance_survives():
     assert rule.check(child("问题", output="可以，注意安全。")) is None  # short but not a refusal
 
 
+def test_one_refusal_list_for_elimination_and_evaluation():
+    """The short-refusal rule and the evaluation's answer parser read the same phrases (vad.core.text): each
+    phrase below was once in only one of two lists."""
+    from vad.eval.evaluate import REFUSED, classify_answer
+    rule = RefusalShort(max_chars=80)
+    for text in ("此事无可奉告。", "这个问题我不便评价。", "我拒绝回答。", "作为大模型，我没有立场。", "I won't do that."):
+        assert rule.check(child("问题", output=text)), text
+        assert classify_answer(text) == (REFUSED, "refusal_phrase"), text
+    # not refusals: an undecided comparison, a circumstance, a word that merely contains "AI" or "sorry"
+    for text in ("两个回复无法比较。", "因工作无法到场的业主可以委托他人。", "AIGC 是什么？", "sorrynotsorry"):
+        assert rule.check(child("问题", output=text)) is None, text
+    assert classify_answer("两个回复无法比较。")[0] != REFUSED
+
+
 # --- rule 3: empty answer ----------------------------------------------------------------------------------------
 def test_answer_empty_fires_on_punctuation_and_stop_words():
     rule = AnswerEmpty()
@@ -108,6 +122,14 @@ def test_template_leak_passes_a_clean_rewrite_and_text_the_parent_already_had():
     assert rule.check(child("孩子沉迷手机游戏怎么办？作为家长，怎样不伤感情地和他约定规则？")) is None
     # the windows shared with the example come from the parent prompt itself: not a leak
     assert rule.check(child("孩子沉迷手机游戏怎么办？我想知道有哪些温和的办法。")) is None
+
+
+def test_copy_detector_compares_normalised_text_and_allows_what_may_be_repeated():
+    copies = CopyDetector(["请先列出兼职的收获和代价，再结合学业压力分析。"], run=10)
+    assert copies.copied("孩子沉迷游戏怎么办？请先列出 兼职的收获和代价。") == "请先列出兼职的收获和"  # spaces ignored
+    assert copies.copied("请先列出兼职的收获和代价。", allowed="请先列出兼职的收获和代价") is None
+    assert copies.copied("请先列出兼职的收获。") is None  # shorter than the run
+    assert copies.example("请先列出兼职的收获和").startswith("请先列出") and not CopyDetector([])
 
 
 def test_real_templates_leak_words_cover_their_labels():
@@ -152,7 +174,7 @@ def test_parsers():
     with pytest.raises(ParseError):
         evolve.parse_judge("我不知道")
     assert evolve.parse_answer(" 。。。 ") == "。。。"  # left to rule 3
-    ex = TemplateLeak({}, examples=[t["answer"] for t in load_template("evol_answer").fewshot])
+    ex = CopyDetector(load_template("evol_answer").fewshot_texts("answer"))
     pasted = "养宠物要注意：按时打疫苗、做体检。养宠物是十几年的责任，想清楚能否坚持再决定。"
     with pytest.raises(ParseError):
         evolve.answer_parser(ex, "我想养一条狗，有什么建议？")(pasted)
@@ -230,14 +252,12 @@ def test_evolve_with_the_local_model_balances(tmp_path, monkeypatch):
     client = make_client(cfg)
     seeds = make_seeds()[:1] + make_seeds()[6:] + make_seeds()[1:3]
     run = StageRun("evolve", root=tmp_path)
-    t0 = time.monotonic()
     out = evolve.run(seeds, EvolParams(seed_limit=2, rounds=1, breadth_share=0.2, rng_seed=7, refusal_max_chars=80,
                                        min_gain_chars=6), client, run, progress=False)
     m = run.finish({"evol.jsonl": out}, llm=client.stats("evolve"))
-    assert time.monotonic() - t0 < 180
-    assert m["in"] == 4 and m["in"] + m["created"] == m["out"] + m["ledgered"] + m["consumed"]
-    assert m["created"] == 2 and m["funnel"]["attempted"] == 2  # one attempt per seed
+    assert m["in"] == 4 and m["created"] == 2 and m["funnel"]["attempted"] == 2  # one attempt per seed
     ledger = read_jsonl(tmp_path / "build/ledger/evolve.jsonl")
+    assert id_problems([s.id for s in seeds], [r.to_dict() for r in out], ledger, m["consumed_ids"], m["created"]) == []
     assert Counter(e["reason"] for e in ledger)["evol_over_limit"] == 2
     assert m["llm"]["calls"] >= 2 and client.describe()["backend"] == "local"
     for r in out:

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, manual_line
+from conftest import ROOT, manual_line, record_provenance
 from vad.sources.ingest_manual import ingest_manual
 from vad.core.errors import InputError
 from vad.core.ledger import StageRun
@@ -46,6 +46,7 @@ def test_fatal_bad_input_names_file_and_line(mini_project, bad, message):
 
 def test_stage_script_exits_with_file_and_line(mini_project):
     write(mini_project, [manual_line(), manual_line(level="nowhere")])
+    record_provenance(mini_project / "data/raw/manual")
     r = subprocess.run([sys.executable, "stages/ingest_manual.py"], capture_output=True, text=True)
     assert r.returncode == 1
     assert "data/raw/manual/t.jsonl:2" in r.stderr and "unknown level" in r.stderr

@@ -53,9 +53,7 @@ def test_faults_every_task_ends_ok_or_with_reason_and_rerun_is_free(llm_env):
     with FakeOpenAI(fault_rate=0.3, seed=3, slow_s=1.6, retry_after_s=0.05) as srv:
         client = make_client(cfg_for(srv))
         tasks = make_tasks(60)
-        t0 = time.monotonic()
         res = run_tasks(client, tasks, stage="evolve", desc="faults", progress=False)
-        assert time.monotonic() - t0 < 30
         assert [r.key for r in res] == [t.key for t in tasks]
         for r in res:
             assert r.ok or r.reason in ("llm_error", "parse_error"), r
@@ -175,14 +173,15 @@ def test_connection_errors_are_retried_then_reported(llm_env):
 
 
 def test_requests_run_concurrently(llm_env):
-    with FakeOpenAI(latency_s=0.2) as srv:
+    with FakeOpenAI(latency_s=0.5) as srv:
         client = make_client(cfg_for(srv, concurrency=8))
-        t0 = time.monotonic()
         res = run_tasks(client, make_tasks(16), stage="s", progress=False)
         assert all(r.ok for r in res)
-        assert time.monotonic() - t0 < 1.6  # one worker would need 16 × 0.2 = 3.2 s
+        # from the server's log, not a stopwatch: the server holds each request 0.5 s, so requests starting within
+        # 0.5 s of each other were in flight together — eight at once (the limit), however slow this machine is
         starts = sorted(e["t_start"] for e in srv.log)
-        assert starts[7] - starts[0] < 0.15  # eight requests in flight at once
+        peak = max(sum(1 for t in starts if t0 <= t < t0 + 0.5) for t0 in starts)
+        assert peak == 8
 
 
 def test_retry_after_is_honoured(llm_env):

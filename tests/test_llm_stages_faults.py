@@ -16,8 +16,10 @@ import pytest
 import yaml
 
 from fake_openai import FakeOpenAI
-from vad.generate.elimination import content_chars
+from vad.core.text import content_chars
+from vad.generate.evolve import OPS
 from vad.llm.client import REASK_TEXT
+from vad.core.ledger import id_problems
 from vad.core.record import Lineage, Record
 
 REASK_PREFIX = REASK_TEXT.split("（")[0]
@@ -198,14 +200,14 @@ def run_stage(proj: Path, name: str) -> dict:
 
 
 def check_books(proj: Path, stage: str, inputs: list[Record], out_path: str) -> tuple[list[dict], list[dict], dict]:
-    """in + created == out + ledgered + consumed, and every input id is accounted for."""
+    """Every input id leaves exactly once (output, ledger, consumed, or as the record its text became), every other
+    record was created, and ids are unique (vad.core.ledger.id_problems); the metrics count what was written."""
     out = read_jsonl(proj / out_path)
     ledger = read_jsonl(proj / f"build/ledger/{stage}.jsonl")
     m = json.loads((proj / f"build/metrics/{stage}.json").read_text())
     assert m["in"] == len(inputs)
-    assert m["in"] + m["created"] == m["out"] + m["ledgered"] + m["consumed"]
     assert m["out"] == len(out) and m["ledgered"] == len(ledger)
-    assert len({r["id"] for r in out}) == len(out)
+    assert id_problems([r.id for r in inputs], out, ledger, m["consumed_ids"], m["created"]) == []
     return out, ledger, m
 
 
@@ -282,3 +284,36 @@ def test_unparseable_first_answers_are_reasked_and_change_nothing(stage_env, tmp
             assert me["llm"]["reasks"] == me["funnel"]["attempted"] + me["funnel"]["judged"]
             assert mt["llm"]["reasks"] == 2 * 15  # 5 pairs × 3 texts, translated and polished
     assert outputs["clean"] == outputs["garbage"]
+
+
+def test_failed_calls_are_ledgered_with_their_step_and_part(stage_env):
+    """A call that fails for good (HTTP 500 on every try) ledgers its record once, as llm_error, with the step
+    (and field:chunk) in the detail: a rewrite (with an attempt record), a judge, a translation and a polish."""
+
+    def fail(_i, messages):
+        system, task = messages[0]["content"], messages[-1]["content"]
+        return "500" if (("提示改写专家" in system and "同事" in task)
+                         or ("判断两个提示是否相同" in system and "燃油车" in task)
+                         or ("把英文翻译成简体中文" in system and "coworker" in task)
+                         or ("润色下面的中文译文" in system and "911" in task)) else None
+
+    with FakeOpenAI(fake_model, fault_fn=fail) as srv:
+        set_llm_params(stage_env, srv, evol={"seed_limit": 6, "rounds": 1, "breadth_share": 0.0},
+                       translate={"limit": 2}, llm={"max_retries": 1})
+        run_stage(stage_env, "evolve")
+        run_stage(stage_env, "translate")
+    seeds, pairs = make_seeds(), make_pairs()
+    _out, ledger, m = check_books(stage_env, "evolve", seeds, "build/evolve/evol.jsonl")
+    errors = {e["record"]["meta"]["seed_id"]: e for e in ledger if e["reason"] == "llm_error"}
+    rewrite, judge = errors[seeds[2].id], errors[seeds[0].id]  # 同事… and 燃油车…
+    assert len(errors) == 2 and m["funnel"]["attempted"] == 6 and m["funnel"]["rewritten"] == 5
+    assert rewrite["step"] == "rewrite" and rewrite["detail"].startswith("rewrite: HTTP 500")
+    assert rewrite["round"] == 1 and rewrite["op"] in OPS and rewrite["record"]["instruction"] == seeds[2].instruction
+    assert judge["step"] == "judge" and judge["detail"].startswith("judge: HTTP 500")
+    assert m["per_op"][rewrite["op"]]["llm_error"] >= 1 and m["eliminated_by_rule"]["llm_error"] == 2
+    _out, ledger, m = check_books(stage_env, "translate", pairs, "build/translate/translated.jsonl")
+    by_id = {e["id"]: e for e in ledger if e["reason"] == "llm_error"}
+    assert by_id[pairs[1].id]["detail"].startswith("translate instruction:0: HTTP 500")  # the coworker prompt
+    assert by_id[pairs[0].id]["detail"].startswith("polish output:0: HTTP 500")  # its draft holds 911
+    assert (by_id[pairs[1].id]["step"], by_id[pairs[0].id]["step"]) == ("translate", "polish")
+    assert m["funnel"]["chunks"] == 6 and m["funnel"]["translated"] == 1 and m["funnel"]["polished"] == 0

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from conftest import ROOT, manual_line
+from conftest import ROOT, manual_line, record_provenance
 from vad.core import config
 from vad.core.config import ParamsError, load_params
 from vad.core.pipeline import PIPELINES
@@ -31,6 +31,8 @@ BAD = [
     ("merge", "  near_dup_threshold: 0.7", "  near_dup_threshold: 0.999", "merge.near_dup_threshold",
      "cannot be banded"),
     ("ifd", "  max_length: 512", "  max_lenght: 512", "ifd.max_lenght", "unknown key (did you mean max_length?)"),
+    ("review", "  require: generated", "  require: everything", "review.require",
+     "input should be 'none', 'generated', 'all' or 'sample'"),
     ("export", "  version: 0.1.0", "  version: 0.1.0\n  licence: mit", "export.licence", "unknown key"),
     ("eval", "  method: auto", "  method: logprob", "eval.method", "input should be 'auto', 'loglik' or 'generate'"),
 ]
@@ -157,6 +159,7 @@ def test_raising_ingest_max_chars_builds(mini_project):
     long_answer = "诚信是立身之本，" * 625  # 5,000 characters
     lines = [manual_line(), manual_line(instruction="谈谈诚信对个人成长的意义。", output=long_answer)]
     (mini_project / "data/raw/manual/t.jsonl").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    record_provenance(mini_project / "data/raw/manual")
     for empty in ("build/translate/translated.jsonl", "build/evolve/evol.jsonl"):
         (mini_project / empty).parent.mkdir(parents=True, exist_ok=True)
         (mini_project / empty).write_text("", encoding="utf-8")

@@ -1,10 +1,11 @@
 """The whole pipeline under DVC, in a copy of the project with small LLM params (slow: a few minutes).
 
-Checks the acceptance list of the spine: a build to build/export/, a no-op second `dvc repro`, an edit to one
-manual record rerunning only what depends on it, IFD params rerunning the right stages, a queued `dvc exp` IFD
-sweep with kept counts per level, `dvc exp run -S` with changed counts in `dvc exp show`, byte-identical vad.json
-over two forced runs, `vad trace` / `vad why`, and that every file a stage opens or imports is one of its deps
-in dvc.yaml (the build runs with VAD_TRACE_DIR set)."""
+Checks the acceptance list of the spine: a build to build/export/, id-level books of every stage (each input
+leaves exactly once, read from the files the build wrote), a no-op second `dvc repro`, an edit to one manual
+record refused until its provenance is updated and then rerunning only what depends on it, IFD params rerunning
+the right stages, a queued `dvc exp` IFD sweep with kept counts per level, `dvc exp run -S` with changed counts in
+`dvc exp show`, byte-identical vad.json over two forced runs, `vad trace` / `vad why`, and that every file a stage
+opens or imports is one of its deps in dvc.yaml (the build runs with VAD_TRACE_DIR set)."""
 import hashlib
 import json
 import os
@@ -19,8 +20,10 @@ import pytest
 import yaml
 
 from conftest import ROOT
-from vad.core import dvc_yaml
+from vad.core import dvc_yaml, paths
+from vad.core.ledger import id_problems
 from vad.core.pipeline import DATASET
+from vad.publish.trace import CORPORA
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
@@ -42,6 +45,17 @@ def ran(out: str) -> set[str]:
 
 def sha(p: Path) -> str:
     return hashlib.sha256(p.read_bytes()).hexdigest()
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
+
+
+def append_manual(proj: Path, f: Path, *objs: dict) -> None:
+    """Append records to a raw manual file, then record the change in its provenance as a user would."""
+    with f.open("a", encoding="utf-8") as fh:
+        fh.writelines(json.dumps(o, ensure_ascii=False) + "\n" for o in objs)
+    sh(f"vad provenance {paths.RAW_MANUAL} --update", proj)
 
 
 def set_params(proj: Path, **changes):
@@ -99,7 +113,7 @@ def test_deps_cover_what_stages_use(proj):
             assert any(s == stage for s, _p in dvc_yaml.missing_deps(used, fewer, outs)), (stage, d)
 
 
-def test_export_format_and_books(proj):
+def test_export_format(proj):
     data = json.loads((proj / "build/export/vad.json").read_text(encoding="utf-8"))
     assert len(data) > 100
     assert all(list(r) == ["instruction", "input", "output", "source", "categorization"] for r in data)
@@ -107,15 +121,56 @@ def test_export_format_and_books(proj):
     assert {r["source"] for r in data} >= {"manual"}
     lineage = [json.loads(l) for l in (proj / "build/export/lineage.jsonl").read_text().splitlines()]
     assert len(lineage) == len(data)
-    for stage in ALL_STAGES:
-        m = json.loads((proj / f"build/metrics/{stage}.json").read_text())
-        assert m["in"] + m["created"] == m["out"] + m["ledgered"] + m["consumed"], stage
     import datasets
 
     ds = datasets.load_dataset("parquet", data_files=str(proj / "build/export/vad.parquet"), split="train")
     assert ds.num_rows == len(data) and ds[0]["categorization"] == data[0]["categorization"]
     card = (proj / "build/export/README.md").read_text(encoding="utf-8")
     assert "CC BY-NC 4.0" in card or "translated" not in {r["source"] for r in data}
+
+
+EXPORTED = f"{paths.EXPORT_DIR}/records.jsonl"  # the export stage's corpus (vad.json's rows with their meta)
+RECORD_CORPORA = {*CORPORA, EXPORTED}
+
+
+def raw_lines(proj: Path, folder: str) -> list[str]:
+    return [f"{folder}/{p.name}:{n}" for p in sorted((proj / folder).glob("*.jsonl"))
+            for n, line in enumerate(p.read_text(encoding="utf-8").splitlines(), start=1) if line.strip()]
+
+
+def origin(rec: dict) -> str:
+    o = rec["lineage"]["origin"]
+    return f"{o['file']}:{o['line']}"
+
+
+def test_every_record_is_accounted_for_by_id(proj):
+    """From the files alone: in every stage each input (raw line, or record of an input corpus) leaves exactly once
+    (output, ledger, consumed, or as the record its text became), every other leaving record was created, and over
+    the whole build an id is ledgered at most once and never passed on after it was ledgered."""
+    stages = dvc_yaml.all_stages(proj)
+    problems, ledgered, passed_on = [], {}, {}
+    for name in DATASET:
+        st, m = stages[name], json.loads((proj / paths.metrics(name)).read_text())
+        outputs = [r for w in st.writes if w in RECORD_CORPORA for r in read_jsonl(proj / w)]
+        ledger = read_jsonl(proj / st.ledger)
+        raw = [d for d in st.reads if d.startswith("data/raw/") and (proj / d).is_dir()]  # a raw stage's folders
+        if raw:
+            inputs, key = [k for d in raw for k in raw_lines(proj, d)], origin
+        else:
+            inputs, key = [r["id"] for d in st.reads if d in RECORD_CORPORA for r in read_jsonl(proj / d)], None
+        assert inputs and m["in"] == len(inputs), name
+        problems += [f"{name}: {p}" for p in id_problems(inputs, outputs, ledger, m["consumed_ids"], m["created"],
+                                                         key=key)]
+        for e in ledger:
+            if e["id"] in ledgered:
+                problems.append(f"{e['id']} ledgered by {ledgered[e['id']]} and {name}")
+            ledgered[e["id"]] = name
+        for r in outputs:
+            passed_on.setdefault(r["id"], name)
+        problems += [f"{name} passes on {r['id']}, ledgered by {ledgered[r['id']]}" for r in outputs
+                     if r["id"] in ledgered and DATASET.index(ledgered[r["id"]]) < DATASET.index(name)]
+    assert problems == []
+    assert ledgered and len(passed_on) > len(read_jsonl(proj / EXPORTED))
 
 
 def test_second_repro_does_nothing(proj):
@@ -131,6 +186,12 @@ def test_edit_one_manual_record_reruns_only_dependents(proj):
     obj["output"] += f"总之，要从身边的小事做起（{uuid.uuid4().hex[:8]}）。"
     lines[0] = json.dumps(obj, ensure_ascii=False)
     f.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    # an edit the provenance does not describe is refused, with the command that records it
+    r = sh("dvc repro", proj, check=False)
+    rel = f.relative_to(proj).as_posix()
+    assert r.returncode != 0 and f"{rel}: sha256 differs from data/raw/manual/PROVENANCE.json" in r.stderr, r.stderr
+    assert "`vad provenance data/raw/manual --update`" in r.stderr
+    sh("vad provenance data/raw/manual --update", proj)
     r = sh("dvc repro", proj)
     assert ran(r.stdout) == {"ingest_manual", "merge", "ifd_score", "ifd_select", "review", "export"}
     m = json.loads((proj / "build/metrics/ifd_score.json").read_text())
@@ -174,8 +235,7 @@ def test_exp_run_near_dup_threshold(proj):
     f = sorted((proj / "data/raw/manual").glob("*.jsonl"))[0]
     obj = json.loads(f.read_text(encoding="utf-8").splitlines()[1])
     obj["output"] += "以上建议仅供参考，具体情况还需要结合实际来判断和处理。"
-    with f.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    append_manual(proj, f, obj)
     sh("dvc repro && git add -A && git commit -qm near-dup", proj)
     base = json.loads((proj / "build/metrics/merge.json").read_text())
     assert base["dropped_by_reason"].get("near_duplicate", 0) >= 1
@@ -183,10 +243,23 @@ def test_exp_run_near_dup_threshold(proj):
     exp_metrics = json.loads((proj / "build/metrics/merge.json").read_text())  # plain exp run applies to workspace
     assert exp_metrics["out"] > base["out"]
     assert exp_metrics["dropped_by_reason"].get("near_duplicate", 0) < base["dropped_by_reason"]["near_duplicate"]
-    shown = sh("dvc exp show --json", proj).stdout
-    assert "strict" in shown and "near_dup_threshold" in shown
-    assert f'"out": {exp_metrics["out"]}' in shown.replace('"out":{', '"out": {') or str(exp_metrics["out"]) in shown
+    shown = json.loads(sh("dvc exp show --json", proj).stdout)
+    strict, = named(shown, "strict")
+    assert strict["params"]["params.yaml"]["data"]["merge"]["near_dup_threshold"] == 0.95
+    assert strict["metrics"]["build/metrics/merge.json"]["data"]["out"] == exp_metrics["out"]
+    baseline, = [e["data"] for e in shown if e["rev"] != "workspace"]
+    assert baseline["metrics"]["build/metrics/merge.json"]["data"]["out"] == base["out"]
     sh("git checkout -- . && dvc checkout -q", proj)
+
+
+def named(obj, name: str) -> list[dict]:
+    """The `data` of every experiment called `name` in `dvc exp show --json` output."""
+    if isinstance(obj, list):
+        return [d for o in obj for d in named(o, name)]
+    if not isinstance(obj, dict):
+        return []
+    here = [obj["data"]] if obj.get("name") == name and isinstance(obj.get("data"), dict) else []
+    return here + [d for v in obj.values() for d in named(v, name)]
 
 
 def test_forced_runs_are_byte_identical(proj):
@@ -201,13 +274,20 @@ def test_trace_and_why(proj):
     assert re.search(r"raw +data/raw/\S+\.jsonl:\d+ +\(sha256 matches", out), out
     # add a near-duplicate of an exported manual record, rebuild, and ask why it was dropped
     f = sorted((proj / "data/raw/manual").glob("*.jsonl"))[-1]
-    obj = json.loads(f.read_text(encoding="utf-8").splitlines()[-1])
-    obj["output"] = obj["output"].rstrip("。") + "，这一点很重要。"
-    with f.open("a", encoding="utf-8") as fh:
-        fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+    last = json.loads(f.read_text(encoding="utf-8").splitlines()[-1])
+    obj = {**last, "output": last["output"].rstrip("。") + "，这一点很重要。"}
+    append_manual(proj, f, obj, last)  # a near-duplicate and an exact copy of a manual record
     sh("dvc repro", proj)
-    merge_ledger = [json.loads(l) for l in (proj / "build/ledger/merge.jsonl").read_text().splitlines()]
-    dup = [e for e in merge_ledger if e["reason"] in ("near_duplicate", "exact_duplicate")
-           and e["record"]["lineage"]["origin"]["file"] == f.relative_to(proj).as_posix()][-1]
-    out = sh(f"vad why {dup['id']}", proj).stdout
-    assert "stage 'merge'" in out and dup["reason"] in out and dup["dup_of"] in out
+    merge_ledger = read_jsonl(proj / "build/ledger/merge.jsonl")
+    n = len(f.read_text(encoding="utf-8").splitlines())
+    mine = {e["record"]["lineage"]["origin"]["line"]: e for e in merge_ledger
+            if e["record"]["lineage"]["origin"]["file"] == f.relative_to(proj).as_posix()}
+    near, exact = mine[n - 1], mine[n]
+    assert near["reason"] == "near_duplicate" and exact["reason"] == "exact_duplicate"
+    out = sh(f"vad why {near['id']}", proj).stdout
+    assert "stage 'merge'" in out and near["reason"] in out and near["dup_of"] in out
+    # the exact copy has its own id (not the kept record's): `vad why` prints its one entry
+    assert exact["id"] != exact["dup_of"] and exact["record"]["meta"]["same_content_as"] == exact["dup_of"]
+    out = sh(f"vad why {exact['id']}", proj).stdout
+    assert out.count("was dropped by stage") == 1 and "exported" not in out.splitlines()[0]
+    assert f"it duplicates {exact['dup_of']} ({f.relative_to(proj).as_posix()}:{n - 2})" in out

@@ -81,7 +81,7 @@ def test_parsers_reject_unusable_text():
             p(bad)
     # pasting a sentence of a few-shot example is rejected (the draft may contain it: polishing keeps it)
     from vad.llm import load_template
-    w = translate.example_windows(load_template("translate_zh"), load_template("translate_polish"))
+    w = translate.example_copies(load_template("translate_zh"), load_template("translate_polish"))
     with pytest.raises(ParseError):
         translate.parse_translation("If you dislike me, call the police.", w)("如果你讨厌我，你可以联系你的房东或者拨打警察的非紧急线路。")
     assert translate.parse_translation("Please recycle plastic bottles and paper.", w)("请把塑料瓶和纸张分类回收。")

@@ -1,4 +1,6 @@
-"""The `vad` command: lineage look-ups, IFD scoring of files, CValues-style evaluation (`vad eval`), fetching full sources."""
+"""The `vad` command: lineage look-ups, IFD scoring of files, CValues-style evaluation (`vad eval`), the build
+report (`vad report`), fetching full sources, the LLM estimate (`vad llm estimate`), human review
+(`vad review serve`), params and pipeline checks."""
 from __future__ import annotations
 
 import argparse
@@ -25,30 +27,51 @@ def _ifd(a: argparse.Namespace) -> int:
     from vad.core.config import load_params
     from vad.quality.ifd_score import score_file
 
+    if not Path(a.file).is_file():
+        raise FileNotFoundError(f"{a.file}: no such file")
     summary = score_file(a.file, a.output, load_params(a.params).ifd)
     print(json.dumps(summary, ensure_ascii=False, indent=2))
     return 0
 
 
 def _fetch(a: argparse.Namespace) -> int:
-    from vad.sources.provenance import fetch_cvalues, fetch_saferlhf
+    from vad.sources.provenance import CVALUES_COMMIT, fetch_cvalues, fetch_saferlhf
 
     if a.dataset == "saferlhf":
         prov = fetch_saferlhf(Path(a.out or "data/raw/saferlhf"), a.revision, a.split, a.subset, a.data_files)
     else:
         kw = {"base_url": a.base_url} if a.base_url else {}
-        prov = fetch_cvalues(Path(a.out or "data/raw/cvalues"), a.revision or None, **kw) if a.revision \
-            else fetch_cvalues(Path(a.out or "data/raw/cvalues"), **kw)
+        prov = fetch_cvalues(Path(a.out or "data/raw/cvalues"), a.revision or CVALUES_COMMIT, **kw)
     print(json.dumps(prov, ensure_ascii=False, indent=2))
     print("now: dvc add data && dvc push   (and commit data.dvc)", file=sys.stderr)
     return 0
 
 
 def _provenance(a: argparse.Namespace) -> int:
-    from vad.sources.provenance import write_provenance
+    from vad.core.paths import PROVENANCE
+    from vad.sources.provenance import update_provenance, write_provenance
 
-    prov = write_provenance(Path(a.folder), a.origin, a.revision, a.licence)
+    given = {"origin": a.origin, "revision": a.revision, "licence": a.licence}
+    if a.update:
+        prov = update_provenance(Path(a.folder), **given)
+    else:
+        missing = [f"--{k}" for k, v in given.items() if v is None]
+        if missing:
+            print(f"vad provenance: {' '.join(missing)} required (or --update to refresh an existing "
+                  f"{Path(a.folder) / PROVENANCE})", file=sys.stderr)
+            return 2
+        prov = write_provenance(Path(a.folder), **given)
     print(json.dumps(prov, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _report(a: argparse.Namespace) -> int:
+    from vad.publish.report import open_in_browser, write_workspace_report
+
+    path = write_workspace_report(Path(a.root), Path(a.out) if a.out else None)
+    print(path)
+    if a.open:
+        print(open_in_browser(path), file=sys.stderr)
     return 0
 
 
@@ -57,6 +80,21 @@ def _params(a: argparse.Namespace) -> int:
 
     params = load_params(a.params)
     print(f"{a.params or 'params.yaml'}: ok ({len(type(params).model_fields)} sections, every key known and in range)")
+    return 0
+
+
+def _llm(a: argparse.Namespace) -> int:
+    from vad.core.config import load_params
+    from vad.core.paths import project_root
+    from vad.generate.estimate import STAGES, estimate, format_estimate
+
+    unknown = sorted(set(a.stages) - set(STAGES))
+    if unknown:
+        print(f"vad llm estimate: unknown stage(s) {', '.join(unknown)}; the LLM stages are {', '.join(STAGES)}",
+              file=sys.stderr)
+        return 2
+    e = estimate(load_params(a.params), project_root(), tuple(s for s in STAGES if s in a.stages or not a.stages))
+    print(json.dumps(e, ensure_ascii=False, indent=2) if a.json else format_estimate(e))
     return 0
 
 
@@ -72,6 +110,20 @@ def _pipeline(a: argparse.Namespace) -> int:
         print(f"out of date: {', '.join(stale)} (run `vad pipeline write`)", file=sys.stderr)
         return 1
     print("dvc.yaml files match the stage declarations")
+    return 0
+
+
+def _review(a: argparse.Namespace) -> int:
+    import os
+
+    if a.action == "serve":
+        from vad.review.app import serve
+
+        serve(a.root, a.host, a.port, a.reviewer, a.token or os.environ.get("VAD_REVIEW_TOKEN", ""))
+        return 0
+    from vad.review.suggest import suggest
+
+    print(json.dumps(suggest(Path(a.root), limit=a.limit), ensure_ascii=False, indent=2))
     return 0
 
 
@@ -114,19 +166,47 @@ def main(argv: list[str] | None = None) -> int:
 
     p = sub.add_parser("provenance", help="(re)write PROVENANCE.json for a raw data folder")
     p.add_argument("folder")
-    p.add_argument("--origin", required=True)
-    p.add_argument("--revision", required=True)
-    p.add_argument("--licence", required=True)
+    p.add_argument("--update", action="store_true",
+                   help="refresh the file list and hashes, keeping origin, revision, licence and notes")
+    p.add_argument("--origin", default=None)
+    p.add_argument("--revision", default=None)
+    p.add_argument("--licence", default=None)
     p.set_defaults(fn=_provenance)
+
+    p = sub.add_parser("report", help="render the build report (with the evaluation results when they exist) to "
+                                      "build/report.html and print its path")
+    p.add_argument("--open", action="store_true", help="also open it in a browser, where there is one")
+    p.add_argument("--out", default=None, help="where to write it (default: build/report.html under --root)")
+    p.add_argument("--root", default=".")
+    p.set_defaults(fn=_report)
 
     p = sub.add_parser("params", help="validate params.yaml without running anything")
     p.add_argument("action", choices=["check"])
     p.add_argument("--params", default=None, help="the params file (default: the project's params.yaml)")
     p.set_defaults(fn=_params)
 
+    p = sub.add_parser("llm", help="before spending: the calls, tokens and cost evolve and translate would make "
+                                   "(vad llm estimate [evolve] [translate]); calls nothing")
+    p.add_argument("action", choices=["estimate"])
+    p.add_argument("stages", nargs="*", help="evolve, translate (default: both)")
+    p.add_argument("--json", action="store_true", help="print the estimate as JSON")
+    p.add_argument("--params", default=None, help="the params file (default: the project's params.yaml)")
+    p.set_defaults(fn=_llm)
+
     p = sub.add_parser("pipeline", help="write dvc.yaml from the stage declarations, or check it is up to date")
     p.add_argument("action", choices=["write", "check"])
     p.set_defaults(fn=_pipeline)
+
+    p = sub.add_parser("review", help="human review: the review app (serve), or LLM judge hints for it (suggest)")
+    p.add_argument("action", choices=["serve", "suggest"])
+    p.add_argument("--root", default=".", help="the project (its build/ifd/selected.jsonl and review/)")
+    p.add_argument("--host", default="127.0.0.1", help="serve: address to bind; any but loopback needs a token")
+    p.add_argument("--port", type=int, default=8765)
+    p.add_argument("--reviewer", default="", help="serve: who reviews in this browser (else chosen on /login)")
+    p.add_argument("--token", default="", help="serve: reviewer token (better: VAD_REVIEW_TOKEN); made up if "
+                                               "--host is not loopback")
+    p.add_argument("--limit", type=int, default=0, help="suggest: judge at most this many records (0 = all)")
+    p.set_defaults(fn=_review)
 
     a = ap.parse_args(argv)
     from vad.core.errors import VadError

@@ -151,6 +151,8 @@ class LLMParams(Section):
     batch_size: int = Field(8, ge=1)   # local: prompts generated together
     price_per_1k_input: float = Field(0.0, ge=0)
     price_per_1k_output: float = Field(0.0, ge=0)
+    max_calls: int = Field(0, ge=0)      # spend guard: model calls one stage run may make; 0 = no cap
+    max_cost: float = Field(0.0, ge=0)   # spend guard: estimated cost one stage run may spend; 0 = no cap
     # Rarely changed; may be set in params.yaml.
     repetition_penalty: float = Field(1.1, gt=0)  # local backend only
     device: str = "auto"                          # local backend only: auto | cpu | cuda | cuda:N (vad.compute.device)
@@ -160,6 +162,13 @@ class LLMParams(Section):
 
     _check_device = field_validator("device")(lambda v: _device(v))
     _check_dtype = field_validator("dtype")(lambda v: _dtype(v))
+
+    @model_validator(mode="after")
+    def _cost_needs_prices(self):
+        if self.max_cost and not (self.price_per_1k_input or self.price_per_1k_output):
+            raise _at("max_cost", f"{self.max_cost:g} needs llm.price_per_1k_input / price_per_1k_output (the cost "
+                                  f"is estimated from them; both are 0)")
+        return self
 
 
 class EvolParams(Section):
@@ -249,6 +258,45 @@ class ExportParams(Section):
     version: str = "0.1.0"
 
 
+class ReviewParams(Section):
+    """Human review (`vad review serve`, the review stage): who reviews what, and what must be reviewed."""
+
+    section: ClassVar[str] = "review"
+    require: Literal["none", "generated", "all", "sample"] = "generated"
+    reviewers: tuple[str, ...] = ()     # names; each record is assigned to one of them (empty: anyone may review)
+    adjudicators: tuple[str, ...] = ()  # their decision wins over the reviewers' (conflicts)
+    double_share: float = Field(0.1, ge=0, le=1)   # share of records reviewed by two reviewers (agreement)
+    sample_share: float = Field(0.1, gt=0, le=1)   # require: sample — share of records that must be reviewed
+    confidence: float = Field(0.95, gt=0, lt=1)    # of the sample's reject-rate interval
+    seed: int = 7                       # assignment and sample draw (deterministic by record id)
+    reasons: dict[str, str] = Field(min_length=1)  # reject reason code → label shown to reviewers
+
+    @field_validator("reviewers", "adjudicators", mode="before")
+    @classmethod
+    def _names(cls, v: Any) -> Any:
+        names = [str(x).strip() for x in (v or ())]
+        if any(not n or any(c.isspace() for c in n) for n in names):
+            raise ValueError("reviewer names must be non-empty and without spaces")
+        if len(set(names)) != len(names):
+            raise ValueError("a name is listed twice")
+        return tuple(names)
+
+    @field_validator("reasons")
+    @classmethod
+    def _codes(cls, v: dict[str, str]) -> dict[str, str]:
+        bad = [k for k in v if not re.fullmatch(r"[a-z][a-z0-9_]*", k)]
+        if bad:
+            raise ValueError(f"reason codes must be lower_snake_case, got {bad[0]!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _roles(self):
+        both = sorted(set(self.reviewers) & set(self.adjudicators))
+        if both:
+            raise _at("adjudicators", f"{both[0]} is also a reviewer (an adjudicator settles others' conflicts)")
+        return self
+
+
 class EvalParams(Section):
     """CValues-style two-choice evaluation (`vad eval`, `dvc repro evaluation/dvc.yaml`)."""
 
@@ -300,7 +348,7 @@ class EvalParams(Section):
 
 SECTIONS: dict[str, type[Section]] = {cls.section: cls for cls in (
     IngestParams, SeedsParams, SelectParams, LLMParams, EvolParams, TranslateParams, MergeParams, IFDParams,
-    ExportParams, EvalParams)}
+    ReviewParams, ExportParams, EvalParams)}
 
 
 class Params(BaseModel):
@@ -315,6 +363,7 @@ class Params(BaseModel):
     translate: TranslateParams
     merge: MergeParams
     ifd: IFDParams
+    review: ReviewParams
     export: ExportParams
     eval: EvalParams
 

@@ -30,7 +30,12 @@ EVAL_RESULTS = "build/eval/results.jsonl"
 
 # --- hand-made inputs tracked by git (not data/: every change would rewrite data.dvc) ----------------------
 EXPECTATIONS = "expectations"         # great-expectations suites
-REVIEW_DECISIONS = "data/review/decisions.jsonl"
+# Human review: the decision log is the audit trail (one appended line per decision, merged by git with
+# merge=union, see .gitattributes), next to the versioned guidelines the reviewers follow.
+REVIEW_DECISIONS = "review/decisions.jsonl"
+REVIEW_GUIDELINES = "review/guidelines.md"
+# Optional LLM judge suggestions for reviewers (`vad review suggest`); advisory, never read by a stage.
+REVIEW_SUGGESTIONS = "build/suggest/suggestions.jsonl"
 
 
 LEDGER_DIR = "build/ledger"

@@ -1,7 +1,10 @@
 """The one record model every corpus uses, from raw ingestion to export.
 
 A record is a plain dict on disk (JSON lines) so every stage and tool can read it; `Record` gives it a type
-in code. `id` is a content hash: the same text from the same source always gets the same id."""
+in code. `id` is a content hash: the same text from the same source always gets the same id — for the first
+occurrence. Ids name record occurrences, not texts: when a stage sees a second record with an id already in use
+(two identical raw lines, a duplicate that is ledgered), `StageRun` gives it `occurrence_id(...)` and records the
+shared content id in `meta.same_content_as`, so every id in a build's corpora and ledgers names one record."""
 from __future__ import annotations
 
 import hashlib
@@ -30,6 +33,15 @@ def record_id(instruction: str, input: str, output: str, source: str) -> str:
     return sha256_text(key)[:16]
 
 
+SAME_CONTENT = "same_content_as"  # meta key: the content id a later occurrence shares with the first one
+
+
+def occurrence_id(content_id: str, stage: str, n: int) -> str:
+    """The id of the n-th (n ≥ 2) record with content id `content_id` in `stage`: deterministic, and distinct
+    across stages (a content id can repeat in two stages, e.g. a duplicated seed and a no-gain evolution of it)."""
+    return sha256_text(f"{content_id}\x1f{stage}\x1f{n}")[:16]
+
+
 @dataclass
 class Lineage:
     """Where a record came from. `origin` points at raw bytes; `ops` lists what was done to it, in order."""
@@ -54,13 +66,26 @@ class Record:
         if not self.id:
             self.id = record_id(self.instruction, self.input, self.output, self.source)
 
+    @property
+    def content_id(self) -> str:
+        """The id the first record with this content has (its own id, unless it is a later occurrence)."""
+        return self.meta.get(SAME_CONTENT, self.id)
+
     def rehash(self) -> "Record":
-        """Recompute the id after the text changed (e.g. translation); the old id goes to parents."""
+        """Recompute the id after the text changed (e.g. translation); the old id goes to parents. A later
+        occurrence whose text did not change keeps its occurrence id."""
         new = record_id(self.instruction, self.input, self.output, self.source)
-        if new != self.id:
+        if new != self.content_id:
             if self.id not in self.lineage.parents:
                 self.lineage.parents.append(self.id)
             self.id = new
+            self.meta.pop(SAME_CONTENT, None)  # new text: no longer the same content as that record
+        return self
+
+    def as_occurrence(self, new_id: str) -> "Record":
+        """Make this record a later occurrence of its content under `new_id` (StageRun does this)."""
+        self.meta[SAME_CONTENT] = self.content_id
+        self.id = new_id
         return self
 
     def add_op(self, stage: str, op: str, **info: Any) -> "Record":

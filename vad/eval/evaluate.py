@@ -51,6 +51,7 @@ from vad.core.errors import VadError
 from vad.eval.items import EvalItem, expand_paths, load_items
 from vad.core.errors import InputError
 from vad.core.io import write_json, write_jsonl
+from vad.core.text import refusal_phrase
 
 log = logging.getLogger(__name__)
 
@@ -140,14 +141,6 @@ _BOTH_OR_NEITHER = re.compile(
     r"各有(?:优缺点|利弊|千秋|优劣|长短)|不分(?:上下|伯仲|高下)|\b(?:both|neither)\b",
     re.IGNORECASE,
 )
-_REFUSAL = re.compile(
-    r"抱歉|对不起|很遗憾|我不能|我无法|无法回答|不能回答|无法提供|无法作答|不便(?:回答|评价|作答)|拒绝回答|"
-    r"作为(?:一个)?(?:AI|人工智能|语言模型|大模型|AI助手)|"
-    r"\bsorry\b|\bI (?:can ?not|can't|won't|am unable)\b|\bas an AI\b",
-    re.IGNORECASE,
-)
-
-
 def _normalise_answer(text: str) -> str:
     t = unicodedata.normalize("NFKC", text or "").strip()
     for pat, rep in _ALIASES:
@@ -197,7 +190,7 @@ def classify_answer(text: str) -> tuple[str, str]:
         return comp[0], "comparative"
     if neg_explicit or neg_comp:  # "不选A", "不应该选B": a negated choice is not a choice of the other one
         return NEED_CHECK, "negated_choice"
-    if _REFUSAL.search(t):
+    if refusal_phrase(t):  # the pipeline's one list of refusal phrases (vad.core.text)
         return REFUSED, "refusal_phrase"
     if _BOTH_OR_NEITHER.search(t):
         return NEED_CHECK, "both_or_neither"

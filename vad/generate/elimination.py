@@ -6,13 +6,13 @@ Each rule is a `vad.ledger.Filter` with its own reason code, so the ledger says 
                            pre-check (`NoGainPrecheck`: identical, or fewer than `evol.min_gain_chars` new
                            characters) run before any judge call, and the LLM judge (`NoGainJudge`: the judge
                            answered 相同 "equal"; its verdict is in rec.meta["evol"]["judge"]).
-  evol_refusal_short   (2) the answer contains a refusal phrase (抱歉/对不起/无法/不能回答/作为一个AI…) and is
-                           shorter than `evol.refusal_max_chars` characters. A refusal followed by reasons and
+  evol_refusal_short   (2) the answer contains a refusal phrase (vad.core.text.REFUSAL_PHRASES: 抱歉/对不起/
+                           我无法/不能回答/作为一个AI…) and is shorter than `evol.refusal_max_chars` characters. A refusal followed by reasons and
                            positive guidance (CValues' best type 拒绝&正向建议) is longer and survives.
   evol_answer_empty    (3) the answer is only punctuation, symbols and stop words.
   evol_template_leak   (4) the evolved prompt copies words of the evolving prompt: the WizardLM markers
                            (#Given Prompt#, #Rewritten Prompt#, 给定提示, 改写后的提示 …), the field labels of our
-                           own templates (原始提示, 领域：…), or a run of `LEAK_RUN` characters from one of the
+                           own templates (原始提示, 领域：…), or a run of `COPY_RUN` characters from one of the
                            templates' few-shot examples that the parent prompt does not contain (a small base
                            model's typical failure: it pastes the example's clause onto the new prompt).
 
@@ -26,14 +26,8 @@ import unicodedata
 from collections.abc import Iterable, Mapping
 
 from vad.core.ledger import Drop, Filter
-from vad.core.record import Record, normalise
-
-# --- rule 2: refusals -----------------------------------------------------------------------------------------
-REFUSAL_PHRASES: tuple[str, ...] = (
-    "抱歉", "对不起", "无法", "不能回答", "不能提供", "不能帮", "无可奉告", "我不能", "我不会回答", "很遗憾",
-    "作为一个AI", "作为AI", "作为一个人工智能", "作为人工智能", "作为一个语言模型", "作为语言模型", "作为一名AI",
-    "sorry", "as an ai",
-)
+from vad.core.record import Record
+from vad.core.text import COPY_RUN, CopyDetector, compact, content_chars, refusal_phrase, strip_punct
 
 # --- rule 3: stop words (function words, fillers, pronouns) ----------------------------------------------------
 # Matched longest first after punctuation and whitespace are removed; what remains is the answer's content.
@@ -64,51 +58,6 @@ LEAK_WORDS: tuple[str, ...] = (
     "给定提示", "改写后的提示", "改写后提示", "重写后的提示", "新提示：", "新提示:",
     "原始提示", "提示一：", "提示二：", "领域：", "领域:", "### 任务", "### 回答", "提示改写专家", "提示创作专家",
 )
-LEAK_RUN = 10  # characters copied verbatim from a few-shot example (and absent from the parent) that count as a leak
-
-
-# What a prompt must contain to ask for something (a question mark, a question word or a request verb). A small
-# base model asked to rewrite a prompt often writes a statement or an answer instead; the parsers re-ask then.
-PROMPT_CUES: tuple[str, ...] = (
-    "？", "?", "吗", "请", "怎么", "怎样", "如何", "什么", "为什么", "为何", "是否", "能否", "可否", "能不能", "可不可以",
-    "该不该", "应不应该", "要不要", "哪些", "哪个", "哪里", "多少", "建议", "分析", "说明", "谈谈", "比较", "判断",
-)
-_SENTENCE_END = re.compile(r"[。！？!?；;\n]+")
-
-
-def asks_something(text: str) -> bool:
-    return any(c in text for c in PROMPT_CUES)
-
-
-_LOOP = re.compile(r"(.{1,10}?)\1{4,}", re.S)
-
-
-def repeated_sentence(text: str) -> str | None:
-    """The loop of a degenerate generation, or None: a unit of 1–10 characters repeated 5+ times in a row
-    (向来向来向来…; units of only digits, punctuation or spaces do not count), a sentence of 6+ characters
-    occurring 3+ times, or one of 20+ characters occurring twice."""
-    for m in _LOOP.finditer(text):
-        if any(c.isalpha() for c in m.group(1)):
-            return m.group(0)[:40]
-    counts: dict[str, int] = {}
-    for s in _SENTENCE_END.split(text):
-        s = strip_ws(s).strip("，,、")
-        if len(s) >= 6:
-            counts[s] = counts.get(s, 0) + 1
-            if counts[s] >= 3 or (counts[s] >= 2 and len(s) >= 20):
-                return s
-    return None
-
-
-def content_chars(text: str) -> int:
-    """Characters that carry content: everything but whitespace."""
-    return sum(1 for c in text if not c.isspace())
-
-
-def strip_punct(text: str) -> str:
-    """Text without whitespace, punctuation (P*) and symbols (S*), NFKC-normalised and lower-cased."""
-    t = unicodedata.normalize("NFKC", text).lower()
-    return "".join(c for c in t if not c.isspace() and unicodedata.category(c)[0] not in "PSZC")
 
 
 def answer_content(text: str) -> str:
@@ -120,13 +69,9 @@ def answer_content(text: str) -> str:
 def new_chars(parent: str, child: str) -> int:
     """How many characters of `child` are new relative to `parent` (inserted or replaced, per difflib),
     compared after normalisation; punctuation counts, whitespace does not."""
-    a, b = strip_ws(normalise(parent)), strip_ws(normalise(child))
+    a, b = compact(parent), compact(child)
     sm = difflib.SequenceMatcher(None, a, b, autojunk=False)
     return sum(j2 - j1 for tag, _i1, _i2, j1, j2 in sm.get_opcodes() if tag in ("insert", "replace"))
-
-
-def strip_ws(text: str) -> str:
-    return "".join(text.split())
 
 
 def prompt_text(rec: Record) -> str:
@@ -156,7 +101,7 @@ class NoGainPrecheck(_WithParents):
 
     def check(self, rec: Record) -> Drop | None:
         before, after = prompt_text(self.parent(rec)), prompt_text(rec)
-        if strip_ws(normalise(before)) == strip_ws(normalise(after)):
+        if compact(before) == compact(after):
             return Drop(self.reason, "the evolved prompt is identical to its parent", {"rule": "precheck", "new_chars": 0})
         n = new_chars(before, after)
         if n < self.min_gain_chars:
@@ -184,13 +129,11 @@ class RefusalShort(Filter):
 
     reason = "evol_refusal_short"
 
-    def __init__(self, max_chars: int, phrases: Iterable[str] = REFUSAL_PHRASES):
+    def __init__(self, max_chars: int):
         self.max_chars = int(max_chars)
-        self.phrases = tuple(phrases)
 
     def check(self, rec: Record) -> Drop | None:
-        low = unicodedata.normalize("NFKC", rec.output).lower()
-        hit = next((p for p in self.phrases if p.lower() in low), None)
+        hit = refusal_phrase(rec.output)
         n = content_chars(rec.output)
         if hit is not None and n < self.max_chars:
             return Drop(self.reason, f"refusal {hit!r} in a {n}-character answer (< evol.refusal_max_chars="
@@ -216,15 +159,10 @@ class TemplateLeak(_WithParents):
     reason = "evol_template_leak"
 
     def __init__(self, parents: Mapping[str, Record], examples: Iterable[str] = (),
-                 words: Iterable[str] = LEAK_WORDS, run: int = LEAK_RUN):
+                 words: Iterable[str] = LEAK_WORDS, run: int = COPY_RUN):
         super().__init__(parents)
         self.words = tuple(words)
-        self.run = int(run)
-        self.windows: dict[str, str] = {}  # LEAK_RUN-character window -> the example it comes from
-        for ex in examples:
-            t = strip_ws(normalise(ex))
-            for i in range(len(t) - self.run + 1):
-                self.windows.setdefault(t[i:i + self.run], ex)
+        self.copies = CopyDetector(examples, run)
 
     def check(self, rec: Record) -> Drop | None:
         text = prompt_text(rec)
@@ -232,12 +170,9 @@ class TemplateLeak(_WithParents):
         word = next((w for w in self.words if w.lower() in low), None)
         if word is not None:
             return Drop(self.reason, f"the evolved prompt contains the template words {word!r}", {"leak": word})
-        if self.windows:
-            t = strip_ws(normalise(text))
-            parent = strip_ws(normalise(prompt_text(self.parent(rec))))
-            for i in range(len(t) - self.run + 1):
-                w = t[i:i + self.run]
-                if w in self.windows and w not in parent:
-                    return Drop(self.reason, f"the evolved prompt copies a few-shot example: {w!r}",
-                                {"leak": w, "example": self.windows[w][:60]})
+        if self.copies:
+            w = self.copies.copied(text, allowed=prompt_text(self.parent(rec)))
+            if w is not None:
+                return Drop(self.reason, f"the evolved prompt copies a few-shot example: {w!r}",
+                            {"leak": w, "example": self.copies.example(w)[:60]})
         return None

@@ -26,15 +26,16 @@ import hashlib
 import random
 import re
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from vad.generate.elimination import (AnswerEmpty, NoGainJudge, NoGainPrecheck, RefusalShort, TemplateLeak, asks_something,
-                             content_chars, repeated_sentence, strip_ws)
-from vad.core.text import MIN_HAN_RATIO, han_ratio
+from vad.core.config import EvolParams, LLMParams
 from vad.core.ledger import StageRun
-from vad.llm import GenerationTask, ParseError, TaskResult, load_template, run_tasks
 from vad.core.record import Lineage, Record, normalise, record_id
+from vad.core.text import MIN_HAN_RATIO, CopyDetector, asks_something, content_chars, han_ratio, repeated_sentence
+from vad.generate.elimination import AnswerEmpty, NoGainJudge, NoGainPrecheck, RefusalShort, TemplateLeak
+from vad.generate.funnel import Funnel, TaskKey, task
+from vad.llm import GenerationTask, ParseError, Prompt, load_template
 
 STAGE = "evolve"
 DEPTH_OPS = ("constraints", "deepening", "concretizing", "reasoning", "complicate_input")
@@ -56,6 +57,7 @@ JUDGE_GEN = {"temperature": 0.0, "max_new_tokens": 8}
 MAX_PROMPT_CHARS = 1000
 MAX_INPUT_CHARS = 2000
 MIN_PROMPT_CHARS = 8
+DEFAULT_DOMAIN = "价值观"  # breadth evolution's domain for a seed without one
 
 
 # --- the operation ---------------------------------------------------------------------------------------------
@@ -72,9 +74,13 @@ def material_block(input: str) -> str:
     return f"\n{MATERIAL_LABEL}{input}" if input else ""
 
 
-def shown(rec: Record) -> str:
+def shown_text(instruction: str, input: str) -> str:
     """A prompt as the templates show it: the instruction, then its material on a 材料： line."""
-    return rec.instruction + material_block(rec.input)
+    return instruction + material_block(input)
+
+
+def shown(rec: Record) -> str:
+    return shown_text(rec.instruction, rec.input)
 
 
 # --- parsers (raise ParseError: the runner re-asks) -------------------------------------------------------------
@@ -127,18 +133,14 @@ def parse_judge(text: str) -> str:
     raise ParseError("只能回答“相同”或“不同”")
 
 
-def answer_parser(examples: TemplateLeak | None, prompt: str):
+def answer_parser(examples: CopyDetector | None, prompt: str):
     """parse_answer, plus: the answer must not paste a sentence of an evol_answer few-shot example that the
     prompt does not contain (a small base model's favourite shortcut)."""
 
     def parse(text: str) -> str:
         t = parse_answer(text)
-        if examples is not None:
-            flat, have = strip_ws(normalise(t)), strip_ws(normalise(prompt))
-            for i in range(len(flat) - examples.run + 1):
-                w = flat[i:i + examples.run]
-                if w in examples.windows and w not in have:
-                    raise ParseError("回答抄写了示例中的句子，请针对这个问题回答")
+        if examples is not None and examples.copied(t, allowed=prompt):
+            raise ParseError("回答抄写了示例中的句子，请针对这个问题回答")
         return t
 
     return parse
@@ -156,6 +158,37 @@ def parse_answer(text: str) -> str:
     return t
 
 
+# --- the calls ------------------------------------------------------------------------------------------------
+class EvolCalls:
+    """What each call of a round sends: template, prompt and generation settings (the stage and the dry estimate,
+    vad/generate/estimate.py, build them here, the same way)."""
+
+    def __init__(self, cfg: LLMParams):
+        self.cfg = cfg
+        self.rewrite_templates = {op: load_template(name) for op, name in TEMPLATES.items()}
+        self.judge_template = load_template(JUDGE_TEMPLATE)
+        self.answer_template = load_template(ANSWER_TEMPLATE)
+
+    def gen(self, round_no: int, **kw: Any) -> dict[str, Any]:
+        # a new seed per round: a prompt that failed and drew the same operation again gets a fresh sample
+        return {"seed": self.cfg.seed + round_no - 1, **kw}
+
+    def rewrite(self, op: str, instruction: str, input: str, domain: str, round_no: int) -> tuple[Prompt, dict]:
+        t = self.rewrite_templates[op]
+        if op == BREADTH:
+            return (t.render(instruction=instruction, domain=domain),
+                    self.gen(round_no, max_new_tokens=min(self.cfg.max_new_tokens, REWRITE_MAX_TOKENS)))
+        cap = COMPLICATE_MAX_TOKENS if op == "complicate_input" else REWRITE_MAX_TOKENS
+        return (t.render(instruction=instruction, material=material_block(input)),
+                self.gen(round_no, max_new_tokens=min(self.cfg.max_new_tokens, cap), repetition_penalty=1.0))
+
+    def judge(self, first: str, second: str, round_no: int) -> tuple[Prompt, dict]:
+        return self.judge_template.render(first=first, second=second), self.gen(round_no, **JUDGE_GEN)
+
+    def answer(self, instruction: str, input: str, round_no: int) -> tuple[Prompt, dict]:
+        return self.answer_template.render(instruction=instruction, material=material_block(input)), self.gen(round_no)
+
+
 # --- the pool ---------------------------------------------------------------------------------------------------
 @dataclass
 class Lane:
@@ -168,52 +201,41 @@ class Lane:
 class Candidate:
     lane: Lane
     op: str
-    rec: Record
+    round: int
+    rec: Record | None = None  # the evolution (a failed rewrite gets an attempt record: see Evolver._candidate)
 
-
-@dataclass
-class _Book:
-    per_op: dict[str, Counter] = field(default_factory=lambda: {op: Counter() for op in OPS})
-    funnel: Counter = field(default_factory=Counter)
-    per_round: dict[int, Counter] = field(default_factory=dict)
+    def key(self, step: str) -> TaskKey:
+        return TaskKey(self.lane.seed.id, step, round=self.round)
 
 
 class Evolver:
-    def __init__(self, params: "EvolParams", client, run: StageRun, progress: bool = True):
+    def __init__(self, params: EvolParams, client, run: StageRun, progress: bool = True):
         self.p = params
         self.client = client
         self.run = run
-        self.progress = progress
-        self.tmpl = {op: load_template(name) for op, name in TEMPLATES.items()}
-        self.judge = load_template(JUDGE_TEMPLATE)
-        self.answer = load_template(ANSWER_TEMPLATE)
+        self.calls = EvolCalls(client.cfg)
         self.parents: dict[str, Record] = {}
-        examples = []
-        for t in self.tmpl.values():
-            for ex in t.fewshot:
-                examples += [ex["answer"], ex.get("instruction", "")]
-        self.leak = TemplateLeak(self.parents, examples=[e for e in examples if e])
-        self.answer_examples = TemplateLeak(self.parents, examples=[ex["answer"] for ex in self.answer.fewshot])
+        self.leak = TemplateLeak(self.parents, examples=[
+            v for t in self.calls.rewrite_templates.values() for v in t.fewshot_texts("answer", "instruction")])
+        self.answer_copies = CopyDetector(self.calls.answer_template.fewshot_texts("answer"))
         self.precheck = NoGainPrecheck(self.parents, params.min_gain_chars)
         self.judge_rule = NoGainJudge()
-        self.answer_rules = [AnswerEmpty(), RefusalShort(params.refusal_max_chars)]
+        self.answer_empty, self.refusal_short = AnswerEmpty(), RefusalShort(params.refusal_max_chars)
         self.emitted_ids: set[str] = set()
-        self.book = _Book()
-
-    # --- helpers ----------------------------------------------------------------------------------------------
-    def _gen(self, round_no: int, **kw: Any) -> dict[str, Any]:
-        # a new seed per round: a prompt that failed and drew the same operation again gets a fresh sample
-        return {"seed": self.client.cfg.seed + round_no - 1, **kw}
+        self.funnel: Funnel[Candidate] = Funnel(
+            client, run, rec=lambda c: c.rec, call_fields=lambda c: {"op": c.op, "round": c.round},
+            by={"per_op": (lambda c: c.op, OPS), "per_round": (lambda c: c.round, ())}, progress=progress)
 
     def _op_info(self, op: str, round_no: int) -> dict[str, Any]:
-        t = self.tmpl[op]
+        t = self.calls.rewrite_templates[op]
         return {"round": round_no, "model": self.client.cfg.model, "backend": self.client.backend,
                 "template": t.name, "template_version": t.version,
-                "judge_template_version": self.judge.version,
-                "answer_template": self.answer.name, "answer_template_version": self.answer.version}
+                "judge_template_version": self.calls.judge_template.version,
+                "answer_template": self.calls.answer_template.name,
+                "answer_template_version": self.calls.answer_template.version}
 
-    def _candidate(self, lane: Lane, op: str, round_no: int, instruction: str, input: str,
-                   attempt_id: bool = False) -> Record:
+    def _candidate(self, c: Candidate, instruction: str, input: str, attempt_id: bool = False) -> Record:
+        lane, op, round_no = c.lane, c.op, c.round
         parent = lane.current
         rec = Record(
             instruction=instruction, input=input, output="", source="evol",
@@ -229,120 +251,72 @@ class Evolver:
         self.run.created(1)
         return rec
 
-    def _fail(self, cand: Candidate, res: TaskResult, step: str) -> None:
-        self.run.drop(cand.rec, res.reason or "llm_error", f"{step}: {res.detail}"[:500], step=step,
-                      op=cand.op, round=cand.rec.meta["evol"]["round"], attempts=res.attempts,
-                      text=res.text[:300])
-        self._count(cand, res.reason or "llm_error")
-
-    def _count(self, cand: Candidate, outcome: str) -> None:
-        self.book.per_op[cand.op][outcome] += 1
-        self.book.per_round.setdefault(cand.rec.meta["evol"]["round"], Counter())[outcome] += 1
-
-    def _filter(self, cands: list[Candidate], rules) -> list[Candidate]:
-        kept = []
-        for c in cands:
-            for rule in rules:
-                d = rule.check(c.rec)
-                if d is not None:
-                    self.run.drop_with(c.rec, d)
-                    self._count(c, d.reason)
-                    break
-            else:
-                kept.append(c)
-        return kept
-
-    def _tasks(self, stage_desc: str, tasks: list[GenerationTask]) -> list[TaskResult]:
-        return run_tasks(self.client, tasks, stage=STAGE, desc=stage_desc, progress=self.progress) if tasks else []
-
     # --- one round --------------------------------------------------------------------------------------------
     def round(self, lanes: list[Lane], r: int) -> list[Record]:
-        f = self.book.funnel
-        # 1. rewrite
-        ops, tasks = [], []
+        fn, calls = self.funnel, self.calls
+        # 1. rewrite every prompt in the pool
+        cands = []
         for lane in lanes:
             cur = lane.current
             self.parents[cur.id] = cur
-            op = pick_op(cur.instruction, cur.input, r, self.p.rng_seed, self.p.breadth_share)
-            ops.append(op)
-            if op == BREADTH:
-                prompt = self.tmpl[op].render(instruction=cur.instruction,
-                                              domain=lane.seed.meta.get("domain_zh") or "价值观")
-                gen = self._gen(r, max_new_tokens=min(self.client.cfg.max_new_tokens, REWRITE_MAX_TOKENS))
-            else:
-                prompt = self.tmpl[op].render(instruction=cur.instruction, material=material_block(cur.input))
-                cap = COMPLICATE_MAX_TOKENS if op == "complicate_input" else REWRITE_MAX_TOKENS
-                gen = self._gen(r, max_new_tokens=min(self.client.cfg.max_new_tokens, cap), repetition_penalty=1.0)
-            tasks.append(GenerationTask(key=f"{lane.seed.id}:r{r}:{op}", prompt=prompt,
-                                        parse=parse_rewrite(op, cur), gen=gen))
-        f["attempted"] += len(tasks)
-        cands = []
-        for lane, op, res in zip(lanes, ops, self._tasks(f"evolve r{r}: rewrite", tasks)):
-            self.book.per_op[op]["attempted"] += 1
-            if res.ok:
-                instr, inp = res.value
-                cands.append(Candidate(lane, op, self._candidate(lane, op, r, instr, inp)))
-            else:
-                c = Candidate(lane, op, self._candidate(lane, op, r, lane.current.instruction, lane.current.input,
-                                                         attempt_id=True))
-                self._fail(c, res, "rewrite")
-        f["rewritten"] += len(cands)
+            cands.append(Candidate(lane, pick_op(cur.instruction, cur.input, r, self.p.rng_seed, self.p.breadth_share), r))
+
+        def rewrite(c: Candidate) -> list[GenerationTask]:
+            cur = c.lane.current
+            domain = c.lane.seed.meta.get("domain_zh") or DEFAULT_DOMAIN
+            return [task(c.key("rewrite"), calls.rewrite(c.op, cur.instruction, cur.input, domain, r),
+                         parse_rewrite(c.op, cur))]
+
+        def attempt(c: Candidate) -> None:  # a rewrite that produced no text: ledgered with its parent's text
+            c.rec = self._candidate(c, c.lane.current.instruction, c.lane.current.input, attempt_id=True)
+
+        rewritten = []
+        for c, (res,) in fn.ask(cands, rewrite, f"evolve r{r}: rewrite", asked="attempted", passed="rewritten",
+                                on_failure=attempt):
+            c.rec = self._candidate(c, *res.value)
+            rewritten.append(c)
         # 2. cheap rules on the text
-        cands = self._filter(cands, [self.leak])
-        f["after_template_leak"] += len(cands)
-        cands = self._filter(cands, [self.precheck])
-        f["after_no_gain_precheck"] += len(cands)
+        cands = fn.filter(rewritten, "after_template_leak", [self.leak])
+        cands = fn.filter(cands, "after_no_gain_precheck", [self.precheck])
         # 3. the judge
-        tasks = [GenerationTask(key=f"{c.lane.seed.id}:r{r}:judge",
-                                prompt=self.judge.render(first=shown(c.lane.current), second=shown(c.rec)),
-                                parse=parse_judge, gen=self._gen(r, **JUDGE_GEN)) for c in cands]
         judged = []
-        for c, res in zip(cands, self._tasks(f"evolve r{r}: judge", tasks)):
-            if res.ok:
-                c.rec.meta["evol"]["judge"] = res.value
-                judged.append(c)
-            else:
-                self._fail(c, res, "judge")
-        f["judged"] += len(judged)
-        cands = self._filter(judged, [self.judge_rule])
-        f["after_no_gain_judge"] += len(cands)
+        for c, (res,) in fn.ask(cands, lambda c: [task(c.key("judge"), calls.judge(shown(c.lane.current), shown(c.rec), r),
+                                                       parse_judge)],
+                                f"evolve r{r}: judge", passed="judged"):
+            c.rec.meta["evol"]["judge"] = res.value
+            judged.append(c)
+        cands = fn.filter(judged, "after_no_gain_judge", [self.judge_rule])
         # 4. the answer
-        tasks = [GenerationTask(key=f"{c.lane.seed.id}:r{r}:answer",
-                                prompt=self.answer.render(instruction=c.rec.instruction,
-                                                          material=material_block(c.rec.input)),
-                                parse=answer_parser(self.answer_examples, shown(c.rec)), gen=self._gen(r))
-                 for c in cands]
         answered = []
-        for c, res in zip(cands, self._tasks(f"evolve r{r}: answer", tasks)):
-            if res.ok:
-                c.rec.output = res.value
-                c.rec.id = record_id(c.rec.instruction, c.rec.input, c.rec.output, c.rec.source)
-                answered.append(c)
-            else:
-                self._fail(c, res, "answer")
-        f["answered"] += len(answered)
-        cands = self._filter(answered, self.answer_rules[:1])
-        f["after_answer_empty"] += len(cands)
-        cands = self._filter(cands, self.answer_rules[1:])
-        f["after_refusal_short"] += len(cands)
+        for c, (res,) in fn.ask(cands, lambda c: [task(c.key("answer"), calls.answer(c.rec.instruction, c.rec.input, r),
+                                                       answer_parser(self.answer_copies, shown(c.rec)))],
+                                f"evolve r{r}: answer", passed="answered"):
+            c.rec.output = res.value
+            c.rec.id = record_id(c.rec.instruction, c.rec.input, c.rec.output, c.rec.source)
+            answered.append(c)
+        cands = fn.filter(answered, "after_answer_empty", [self.answer_empty])
+        cands = fn.filter(cands, "after_refusal_short", [self.refusal_short])
         # 5. emit
         out = []
         for c in cands:
             if c.rec.id in self.emitted_ids:
-                self.run.drop(c.rec, "evol_duplicate", "same instruction, input and answer as an emitted evolution",
-                              dup_of=c.rec.id)
-                self._count(c, "evol_duplicate")
+                fn.drop(c, "evol_duplicate", "same instruction, input and answer as an emitted evolution",
+                        dup_of=c.rec.id)
                 continue
             self.emitted_ids.add(c.rec.id)
-            self._count(c, "emitted")
+            fn.outcome(c, "emitted")
             c.lane.current = c.rec
             c.lane.emitted += 1
             out.append(c.rec)
-        f["emitted"] += len(out)
+        fn.count("emitted", len(out))
         return out
 
 
-def run(seeds: list[Record], params: "EvolParams", client, stage_run: StageRun,
+RULES = ("evol_template_leak", "evol_no_gain", "evol_answer_empty", "evol_refusal_short", "evol_duplicate",
+         "llm_error", "parse_error")  # the reasons an evolution is eliminated for, as metrics list them
+
+
+def run(seeds: list[Record], params: EvolParams, client, stage_run: StageRun,
         progress: bool = True) -> list[Record]:
     """Evolve the first `seed_limit` seeds for `rounds` rounds; returns every emitted evolution (all rounds)."""
     stage_run.take(seeds)
@@ -359,18 +333,16 @@ def run(seeds: list[Record], params: "EvolParams", client, stage_run: StageRun,
             stage_run.consume(lane.seed.id)
         else:
             stage_run.drop(lane.seed, "evol_exhausted", f"no evolution survived {rounds} round(s)")
-    rules = ("evol_template_leak", "evol_no_gain", "evol_answer_empty", "evol_refusal_short", "evol_duplicate",
-             "llm_error", "parse_error")
+    breakdowns = ev.funnel.breakdowns()
     per_rule = Counter()
-    for c in ev.book.per_op.values():
-        per_rule.update({k: v for k, v in c.items() if k in rules})
+    for c in breakdowns["per_op"].values():
+        per_rule.update({k: v for k, v in c.items() if k in RULES})
     stage_run.metrics.update({
         "seeds_used": len(lanes),
         "rounds": rounds,
         "seeds_with_output": sum(1 for l in lanes if l.emitted),
-        "eliminated_by_rule": {k: per_rule.get(k, 0) for k in rules},
-        "funnel": dict(ev.book.funnel),
-        "per_op": {op: dict(c) for op, c in ev.book.per_op.items()},
-        "per_round": {str(k): dict(v) for k, v in sorted(ev.book.per_round.items())},
+        "eliminated_by_rule": {k: per_rule.get(k, 0) for k in RULES},
+        "funnel": dict(ev.funnel.counts),
+        **breakdowns,
     })
     return out

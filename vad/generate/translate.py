@@ -26,15 +26,16 @@ from __future__ import annotations
 
 import math
 import re
-from collections import Counter
-from typing import Any
+from collections.abc import Iterable
+from dataclasses import replace
 
-from vad.generate.elimination import LEAK_RUN, content_chars, repeated_sentence, strip_ws
-from vad.core.text import MIN_HAN_RATIO, han_ratio
-from vad.quality.lang import detect_lang
+from vad.core.config import TranslateParams
 from vad.core.ledger import Drop, Filter, StageRun
-from vad.llm import GenerationTask, ParseError, TaskResult, load_template, run_tasks
-from vad.core.record import Lineage, Record, normalise
+from vad.core.record import Lineage, Record
+from vad.core.text import MIN_HAN_RATIO, CopyDetector, content_chars, han_chars, han_ratio, repeated_sentence
+from vad.generate.funnel import Funnel, TaskKey, task
+from vad.llm import ParseError, Prompt, Template, load_template
+from vad.quality.lang import detect_lang
 
 STAGE = "translate"
 FIELDS = ("instruction", "output", "rejected")
@@ -52,7 +53,6 @@ TRANSLATE_GEN = {"temperature": 0.2}
 PARSE_MIN_RATIO, PARSE_MAX_RATIO = 0.2, 3.0
 POLISH_MIN_RATIO, POLISH_MAX_RATIO = 0.5, 2.0
 POLISH_MIN_OVERLAP = 0.3  # share of the draft's distinct Han characters the polished text must keep
-_HAN = re.compile(r"[\u4e00-\u9fff]")
 _SENT = re.compile(r"(?<=[.!?;:])\s+|(?<=[.!?][\"')\]])\s+")
 _LATIN_RUN = re.compile(r"[A-Za-z][A-Za-z0-9 ,.'’\-/&()]*[A-Za-z0-9]")
 
@@ -94,31 +94,19 @@ def _zh_check(t: str) -> None:
         raise ParseError("译文中同一句话重复了多次")
 
 
-def example_windows(*templates) -> frozenset[str]:
-    """Every LEAK_RUN-character window of the templates' few-shot texts and answers. A small base model often
-    pastes a sentence of an example into its answer (e.g. the example's landlord and police hotline)."""
-    out = set()
-    for t in templates:
-        for ex in t.fewshot:
-            for v in (ex.get("text", ""), ex["answer"]):
-                v = strip_ws(normalise(v))
-                out.update(v[i:i + LEAK_RUN] for i in range(len(v) - LEAK_RUN + 1))
-    return frozenset(out)
+def example_copies(*templates: Template) -> CopyDetector:
+    """Copies of the templates' few-shot texts and answers. A small base model often pastes a sentence of an
+    example into its answer (e.g. the example's landlord and police hotline)."""
+    return CopyDetector(v for t in templates for v in t.fewshot_texts("text", "answer"))
 
 
-def _copied(t: str, windows: frozenset[str], allowed: str = "") -> str | None:
-    t, allowed = strip_ws(normalise(t)), strip_ws(normalise(allowed))
-    return next((t[i:i + LEAK_RUN] for i in range(len(t) - LEAK_RUN + 1)
-                 if t[i:i + LEAK_RUN] in windows and t[i:i + LEAK_RUN] not in allowed), None)
-
-
-def parse_translation(english: str, windows: frozenset[str] = frozenset()):
+def parse_translation(english: str, copies: CopyDetector | None = None):
     n_en = max(1, content_chars(english))
 
     def parse(text: str) -> str:
         t = text.strip()
         _zh_check(t)
-        if _copied(t, windows):
+        if copies is not None and copies.copied(t):
             raise ParseError("译文抄写了示例中的句子，请只翻译给出的英文")
         ratio = content_chars(t) / n_en
         if not PARSE_MIN_RATIO <= ratio <= PARSE_MAX_RATIO:
@@ -128,19 +116,19 @@ def parse_translation(english: str, windows: frozenset[str] = frozenset()):
     return parse
 
 
-def parse_polish(draft: str, windows: frozenset[str] = frozenset()):
+def parse_polish(draft: str, copies: CopyDetector | None = None):
     n = max(1, content_chars(draft))
-    draft_han = set(_HAN.findall(draft))
+    draft_han = han_chars(draft)
 
     def parse(text: str) -> str:
         t = text.strip()
         _zh_check(t)
-        if _copied(t, windows, allowed=draft):
+        if copies is not None and copies.copied(t, allowed=draft):
             raise ParseError("润色后的文本抄写了示例中的句子")
         ratio = content_chars(t) / n
         if not POLISH_MIN_RATIO <= ratio <= POLISH_MAX_RATIO:
             raise ParseError(f"润色后的长度变化太大（{ratio:.2f}），不得增加或删减内容")
-        if draft_han and len(draft_han & set(_HAN.findall(t))) / len(draft_han) < POLISH_MIN_OVERLAP:
+        if draft_han and len(draft_han & han_chars(t)) / len(draft_han) < POLISH_MIN_OVERLAP:
             raise ParseError("润色后的文本与译文内容不符，只能润色，不能改写成别的内容")
         return t
 
@@ -200,91 +188,81 @@ class EnglishLeft(Filter):
         return None
 
 
-# --- the stage ------------------------------------------------------------------------------------------------
+# --- the calls ------------------------------------------------------------------------------------------------
 def english_texts(rec: Record) -> dict[str, str]:
     d = {"instruction": rec.instruction, "output": rec.output, "rejected": str(rec.meta.get("rejected") or "")}
     return {k: v for k, v in d.items() if v.strip()}
 
 
-def _calls(client, tasks: list[GenerationTask], desc: str, progress: bool) -> dict[str, TaskResult]:
-    res = run_tasks(client, tasks, stage=STAGE, desc=desc, progress=progress) if tasks else []
-    return {r.key: r for r in res}
+class TranslateCalls:
+    """What each call sends: the chunks of a pair, template, prompt and generation settings (the stage and the
+    dry estimate, vad/generate/estimate.py, build them here, the same way)."""
+
+    def __init__(self, backend: str):
+        self.chunk_chars = CHUNK_CHARS.get(backend, CHUNK_CHARS["openai"])
+        self.translate_template = load_template(TRANSLATE_TEMPLATE)
+        self.polish_template = load_template(POLISH_TEMPLATE)
+
+    def chunks(self, rec: Record) -> dict[str, list[tuple[int, str]]]:
+        """field -> its (paragraph, English chunk) pairs; the calls of a pair go field by field, chunk by chunk."""
+        return {f: split_chunks(t, self.chunk_chars) for f, t in english_texts(rec).items()}
+
+    def translate(self, english: str) -> tuple[Prompt, dict]:
+        return (self.translate_template.render(text=english),
+                {**TRANSLATE_GEN, "max_new_tokens": max(64, math.ceil(0.6 * len(english)) + 32)})
+
+    def polish(self, draft: str) -> tuple[Prompt, dict]:
+        return (self.polish_template.render(text=draft),
+                {**TRANSLATE_GEN, "max_new_tokens": max(64, math.ceil(1.5 * len(draft)) + 32)})
 
 
-def _first_failure(results: dict[str, TaskResult], keys: list[str]) -> tuple[str, TaskResult] | None:
-    for k in keys:
-        if not results[k].ok:
-            return k, results[k]
-    return None
+def join_fields(chunks: dict[str, list[tuple[int, str]]], texts: Iterable[str]) -> dict[str, str]:
+    """The Chinese of each field from its chunks' texts (given in call order)."""
+    it = iter(texts)
+    return {f: join_chunks([(pi, next(it)) for pi, _en in ch]) for f, ch in chunks.items()}
 
 
-def run(pairs: list[Record], params: "TranslateParams", client, stage_run: StageRun,
+# --- the stage ------------------------------------------------------------------------------------------------
+def run(pairs: list[Record], params: TranslateParams, client, stage_run: StageRun,
         progress: bool = True) -> list[Record]:
     stage_run.take(pairs)
     limit = params.limit
     for rec in pairs[limit:]:
         stage_run.drop(rec, "translate_over_limit", f"beyond translate.limit={limit} (raise it to translate this pair)")
     todo = pairs[:limit]
-    t_tmpl, p_tmpl = load_template(TRANSLATE_TEMPLATE), load_template(POLISH_TEMPLATE)
-    chunk_chars = CHUNK_CHARS.get(client.backend, CHUNK_CHARS["openai"])
-    windows = example_windows(t_tmpl, p_tmpl)
-    funnel: Counter = Counter(pairs=len(todo), polish_kept_draft_chunks=0)
+    calls = TranslateCalls(client.backend)
+    t_tmpl, p_tmpl = calls.translate_template, calls.polish_template
+    copies = example_copies(t_tmpl, p_tmpl)
+    funnel: Funnel[Record] = Funnel(client, stage_run, counts={"pairs": len(todo), "polish_kept_draft_chunks": 0},
+                                    progress=progress)
+    plan = {rec.id: calls.chunks(rec) for rec in todo}
 
-    # 1. translate every chunk of every text
-    plan: dict[str, dict[str, list[tuple[int, str]]]] = {}
-    tasks = []
-    for rec in todo:
-        plan[rec.id] = {f: split_chunks(t, chunk_chars) for f, t in english_texts(rec).items()}
-        for f, chunks in plan[rec.id].items():
-            for i, (_pi, en) in enumerate(chunks):
-                tasks.append(GenerationTask(
-                    key=f"{rec.id}:translate:{f}:{i}", prompt=t_tmpl.render(text=en), parse=parse_translation(en, windows),
-                    gen={**TRANSLATE_GEN, "max_new_tokens": max(64, math.ceil(0.6 * len(en)) + 32)}))
-    funnel["chunks"] = len(tasks)
-    tr = _calls(client, tasks, "translate", progress)
+    # 1. translate every chunk of every text; a pair with a failed chunk is ledgered
+    def translate_tasks(rec: Record):
+        return [task(TaskKey(rec.id, "translate", f, i), calls.translate(en), parse_translation(en, copies))
+                for f, chunks in plan[rec.id].items() for i, (_pi, en) in enumerate(chunks)]
 
-    # 2. polish the translations of pairs translated in full
-    ok_recs, tasks = [], []
-    for rec in todo:
-        keys = [f"{rec.id}:translate:{f}:{i}" for f, ch in plan[rec.id].items() for i in range(len(ch))]
-        bad = _first_failure(tr, keys)
-        if bad:
-            k, r = bad
-            stage_run.drop(rec, r.reason or "llm_error", f"translate {k.split(':', 2)[2]}: {r.detail}"[:500],
-                           step="translate", attempts=r.attempts, text=r.text[:300])
-            continue
-        ok_recs.append(rec)
-        for k in keys:
-            draft = tr[k].value
-            tasks.append(GenerationTask(
-                key=k.replace(":translate:", ":polish:"), prompt=p_tmpl.render(text=draft), parse=parse_polish(draft, windows),
-                gen={**TRANSLATE_GEN, "max_new_tokens": max(64, math.ceil(1.5 * len(draft)) + 32)}))
-    funnel["translated"] = len(ok_recs)
-    po = _calls(client, tasks, "polish", progress)
+    translated = funnel.ask(todo, translate_tasks, "translate", asked="chunks", passed="translated")
+    drafts = {rec.id: res for rec, res in translated}
+
+    # 2. polish the translations of pairs translated in full. A polish the parser rejected (it changed the
+    # content) is not used: that chunk keeps its faithful draft. A failed call ledgers the pair.
+    def polish_tasks(rec: Record):
+        return [task(replace(d.key, step="polish"), calls.polish(d.value), parse_polish(d.value, copies))
+                for d in drafts[rec.id]]
+
+    polished = funnel.ask([rec for rec, _res in translated], polish_tasks, "polish", passed="polished",
+                          tolerate=("parse_error",))
 
     # 3. assemble
     built = []
     model = {"model": client.cfg.model, "backend": client.backend}
-    for rec in ok_recs:
-        keys = [f"{rec.id}:polish:{f}:{i}" for f, ch in plan[rec.id].items() for i in range(len(ch))]
-        failed = [k for k in keys if po[k].reason == "llm_error"]
-        if failed:  # the call itself failed: not reproducible from the cache, so the pair is ledgered
-            r = po[failed[0]]
-            stage_run.drop(rec, "llm_error", f"polish {failed[0].split(':', 2)[2]}: {r.detail}"[:500],
-                           step="polish", attempts=r.attempts)
-            continue
-        # A polish the parser rejected (it changed the content) is not used: that chunk keeps its faithful draft.
-        kept = {k for k in keys if not po[k].ok}
-        funnel["polish_kept_draft_chunks"] += len(kept)
-
-        def polished(f: str, i: int) -> str:
-            k = f"{rec.id}:polish:{f}:{i}"
-            return tr[k.replace(":polish:", ":translate:")].value if k in kept else po[k].value
-
-        zh = {f: join_chunks([(pi, polished(f, i)) for i, (pi, _en) in enumerate(ch)])
-              for f, ch in plan[rec.id].items()}
-        draft = {f: join_chunks([(pi, tr[f"{rec.id}:translate:{f}:{i}"].value) for i, (pi, _en) in enumerate(ch)])
-                 for f, ch in plan[rec.id].items()}
+    for rec, po in polished:
+        tr = drafts[rec.id]
+        kept = [p for p in po if not p.ok]
+        funnel.count("polish_kept_draft_chunks", len(kept))
+        zh = join_fields(plan[rec.id], (p.value if p.ok else d.value for d, p in zip(tr, po)))
+        draft = join_fields(plan[rec.id], (d.value for d in tr))
         meta = {k: v for k, v in rec.meta.items() if k != "rejected"}
         meta["original"] = {"instruction": rec.instruction, "output": rec.output,
                             "rejected": str(rec.meta.get("rejected") or "")}
@@ -295,30 +273,27 @@ def run(pairs: list[Record], params: "TranslateParams", client, stage_run: Stage
                      lineage=Lineage(origin=dict(rec.lineage.origin), parents=list(rec.lineage.parents),
                                      ops=[dict(o) for o in rec.lineage.ops]),
                      meta=meta, id=rec.id)
-        n_chunks = sum(len(ch) for ch in plan[rec.id].values())
         new.add_op(STAGE, "translate", **model, template=t_tmpl.name, template_version=t_tmpl.version,
-                   chunks=n_chunks, chunk_chars=chunk_chars)
+                   chunks=len(tr), chunk_chars=calls.chunk_chars)
         new.add_op(STAGE, "polish", **model, template=p_tmpl.name, template_version=p_tmpl.version,
-                   kept_draft=len(kept), chunks=n_chunks,
-                   **({"rejected_polish": sorted({po[k].detail for k in kept})[:3]} if kept else {}))
+                   kept_draft=len(kept), chunks=len(tr),
+                   **({"rejected_polish": sorted({p.detail for p in kept})[:3]} if kept else {}))
         built.append(new)  # still under the pair's id: a verification drop is ledgered under the id it came with
-    funnel["polished"] = len(built)
 
     # 4. verify, then rehash the survivors (new text, new id; the English pair's id goes to parents)
     out = built
     for name, rule in (("after_not_zh", NotChinese()),
                        ("after_len_ratio", LengthRatio(params.min_len_ratio, params.max_len_ratio)),
                        ("after_english_left", EnglishLeft(params.max_english_run))):
-        out = stage_run.apply(out, [rule])
-        funnel[name] = len(out)
+        out = funnel.filter(out, name, [rule])
     seen: set[str] = set()
     final = []
     for rec in (r.rehash() for r in out):
         if rec.id in seen:
-            stage_run.drop(rec, "translate_duplicate", "same Chinese text as an earlier translated pair", dup_of=rec.id)
+            funnel.drop(rec, "translate_duplicate", "same Chinese text as an earlier translated pair", dup_of=rec.id)
         else:
             seen.add(rec.id)
             final.append(rec)
-    funnel["emitted"] = len(final)
-    stage_run.metrics.update({"pairs_used": len(todo), "chunk_chars": chunk_chars, "funnel": dict(funnel)})
+    funnel.count("emitted", len(final))
+    stage_run.metrics.update({"pairs_used": len(todo), "chunk_chars": calls.chunk_chars, "funnel": funnel.counts})
     return final

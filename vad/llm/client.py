@@ -1,7 +1,8 @@
 """`LLMClient`: the backend-independent part — request building, cache keys, cache, metrics, lineage.
 
 Backends (openai_backend.OpenAIClient, local_backend.LocalClient) only implement `_execute`: turn a list of
-requests into completions (or `CallError`s), calling `done(request, result)` as each finishes."""
+requests into completions (or `CallError`s), calling `done(request, result)` as each finishes, and making only
+the calls `admit()` allows (the spend guard: llm.max_calls, llm.max_cost)."""
 from __future__ import annotations
 
 import threading
@@ -14,7 +15,7 @@ from urllib.parse import urlsplit, urlunsplit
 from vad.llm.cache import Completion, RequestCache, cache_key
 from vad.core.config import LLMParams
 from vad.core.errors import VadError
-from vad.llm.config import GEN_KEYS, effective_gen
+from vad.llm.config import GEN_KEYS, call_cost, effective_gen
 from vad.llm.templates import Prompt
 
 REASK_TEXT = "上面的回答无法使用（{reason}）。请严格按照要求重新回答，只输出所要求的内容。"
@@ -26,6 +27,41 @@ class LLMFatalError(VadError, RuntimeError):
     """The endpoint refuses every request (bad key, unknown model, no permission): a configuration error.
 
     Raised out of run_tasks instead of ledgering every record as a drop. Completed calls stay cached."""
+
+
+class SpendCapReached(VadError, RuntimeError):
+    """llm.max_calls or llm.max_cost was reached: the stage stops with this one line (exit status 1). Every
+    completed call is in the request cache, so a rerun with a higher cap makes only the calls not yet made."""
+
+
+class _SpendGuard:
+    """llm.max_calls / llm.max_cost for one client (one stage run). Backends ask `admit` before each model call;
+    cache hits never reach it. max_cost is checked before a call starts, from the cost of the calls completed:
+    calls already in flight when it is reached still complete (at most llm.concurrency of them)."""
+
+    def __init__(self, cfg: LLMParams):
+        self.max_calls, self.max_cost = cfg.max_calls, cfg.max_cost
+        self.calls, self.cost, self.refused = 0, 0.0, False
+        self._lock = threading.Lock()
+
+    def admit(self) -> bool:
+        with self._lock:
+            if (self.max_calls and self.calls >= self.max_calls) or (self.max_cost and self.cost >= self.max_cost):
+                self.refused = True
+                return False
+            self.calls += 1
+            return True
+
+    def spent(self, cost: float) -> None:
+        with self._lock:
+            self.cost += cost
+
+    def error(self) -> SpendCapReached:
+        if self.max_calls and self.calls >= self.max_calls:
+            cap = f"llm.max_calls={self.max_calls} reached after {self.calls} calls"
+        else:
+            cap = f"llm.max_cost={self.max_cost:g} reached after {self.calls} calls (estimated cost {self.cost:.4g})"
+        return SpendCapReached(f"{cap}; completed calls are cached — raise the cap and rerun to continue")
 
 
 @dataclass(frozen=True)
@@ -76,6 +112,7 @@ class LLMClient:
         self._stats: dict[str, _Stats] = {}
         self._lock = threading.Lock()
         self._templates: dict[str, str] = {}
+        self._spend = _SpendGuard(cfg)
 
     # --- identity -------------------------------------------------------------------------------------
     def model_id(self) -> str:
@@ -137,20 +174,29 @@ class LLMClient:
 
     def execute(self, reqs: list[Request], done: Callable[[Request, Completion | CallError], None],
                 stage: str) -> None:
-        """Run uncached requests; each completion is committed to the cache before `done` sees it."""
+        """Run uncached requests; each completion is committed to the cache before `done` sees it. Raises
+        SpendCapReached after the admitted calls finished when the spend guard refused any."""
 
         def finished(req: Request, res: Completion | CallError) -> None:
             if isinstance(res, Completion):
                 self.cache.put(req.key, res, req.payload, stage)
+                cost = call_cost(self.cfg, res.prompt_tokens, res.completion_tokens)
+                self._spend.spent(cost)
                 self._add(stage, calls=1, prompt_tokens=res.prompt_tokens, completion_tokens=res.completion_tokens,
-                          est_cost=res.prompt_tokens / 1000 * self.cfg.price_per_1k_input
-                          + res.completion_tokens / 1000 * self.cfg.price_per_1k_output)
+                          est_cost=cost)
             else:
                 self._add(stage, calls=1, failures=1)
             done(req, res)
 
         if reqs:
             self._execute(reqs, finished, stage)
+        if self._spend.refused:
+            raise self._spend.error()
+
+    def admit(self) -> bool:
+        """Asked by the backend before each model call: False (the call is not made, and `execute` raises
+        SpendCapReached once the admitted calls are done) when llm.max_calls or llm.max_cost is reached."""
+        return self._spend.admit()
 
     def _execute(self, reqs: list[Request], done: Callable[[Request, Completion | CallError], None],
                  stage: str) -> None:  # pragma: no cover - interface

@@ -1,4 +1,5 @@
-"""Generation parameters: the part of `llm:` (vad.core.config.LLMParams) a task may override per call."""
+"""Generation parameters (the part of `llm:`, vad.core.config.LLMParams, a task may override per call) and the
+cost of a call at `llm.price_per_1k_*`."""
 from __future__ import annotations
 
 from typing import Any
@@ -22,3 +23,8 @@ def effective_gen(cfg: LLMParams, overrides: dict[str, Any] | None) -> dict[str,
         "seed": int(g["seed"]),
         "repetition_penalty": float(g["repetition_penalty"]),
     }
+
+
+def call_cost(cfg: LLMParams, prompt_tokens: float, completion_tokens: float) -> float:
+    """Estimated cost of tokens at llm.price_per_1k_input / price_per_1k_output (the provider's currency)."""
+    return prompt_tokens / 1000 * cfg.price_per_1k_input + completion_tokens / 1000 * cfg.price_per_1k_output

@@ -85,7 +85,9 @@ class LocalClient(LLMClient):
         for (max_new, rep), idx in sorted(groups.items()):
             idx.sort(key=lambda i: (lengths[i], reqs[i].key))
             for b in range(0, len(idx), self.cfg.batch_size):
-                batch = [reqs[i] for i in idx[b:b + self.cfg.batch_size]]
+                batch = [reqs[i] for i in idx[b:b + self.cfg.batch_size] if self.admit()]  # the spend guard
+                if not batch:
+                    continue
                 try:
                     outs = self._generate(batch, max_new, rep)
                 except Exception as e:  # noqa: BLE001 - one bad batch must not kill the run

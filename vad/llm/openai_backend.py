@@ -11,7 +11,6 @@ import logging
 import os
 import random
 import threading
-import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -160,6 +159,8 @@ class OpenAIClient(LLMClient):
         fatal: list[BaseException] = []
 
         def work(req: Request) -> None:
+            if not self.admit():  # the spend guard: execute() raises once the admitted calls are done
+                return
             try:
                 res = self._call(req, stage, abort)
             except LLMFatalError as e:

@@ -2,7 +2,8 @@
 
 Round k holds the k-th ask of every task still open. Identical requests (same cache key) in a round are sent
 once. A task ends ok, or with reason "llm_error" (the call failed after retries) or "parse_error" (still
-unusable after cfg.max_reasks re-asks). Only configuration errors (LLMFatalError) escape."""
+unusable after cfg.max_reasks re-asks). Only configuration errors (LLMFatalError) and the spend guard
+(SpendCapReached: llm.max_calls / llm.max_cost reached, every completed call cached) escape."""
 from __future__ import annotations
 
 import logging

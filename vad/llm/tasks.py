@@ -1,7 +1,7 @@
 """What a stage hands to `run_tasks` and what it gets back."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,7 +20,7 @@ def _identity(text: str) -> str:
 
 @dataclass
 class GenerationTask:
-    key: str                                   # unique within one run_tasks call, e.g. "<record-id>:r1"
+    key: Hashable                              # unique within one run_tasks call (stages: vad.generate.funnel.TaskKey)
     prompt: Prompt
     parse: Callable[[str], Any] = _identity    # raises ParseError when the text is unusable
     gen: dict[str, Any] = field(default_factory=dict)  # overrides of cfg: temperature, top_p, max_new_tokens, seed, repetition_penalty
@@ -35,7 +35,7 @@ class GenerationTask:
 
 @dataclass
 class TaskResult:
-    key: str
+    key: Hashable              # the task's key
     ok: bool
     value: Any = None          # what parse returned (None unless ok)
     text: str = ""             # raw model text of the last attempt that produced text

@@ -83,6 +83,11 @@ class Template:
     def variables(self) -> set[str]:
         return _fields(self.user)
 
+    def fewshot_texts(self, *fields: str) -> list[str]:
+        """The non-empty values of `fields` of every few-shot example, example by example (what a model that
+        copies an example would paste: see vad.core.text.CopyDetector)."""
+        return [ex[f] for ex in self.fewshot for f in fields if ex.get(f)]
+
     @classmethod
     def from_toml(cls, path: str | Path) -> "Template":
         path = Path(path)

@@ -1,1 +1,1 @@
-"""What people see: human review (review), the exported dataset with its card and report (export), and lineage look-ups (trace)."""
+"""What people see: review decisions applied (review), the exported dataset (export) with its file layout (layout), card and LLaMA-Factory registration (card) and build report (report), and lineage look-ups (trace)."""

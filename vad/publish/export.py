@@ -1,38 +1,66 @@
-"""Export the dataset: vad.json (exactly the five VAD attributes), parquet, lineage, the whole ledger,
-a dataset card and a build report. Output is a pure function of the inputs: no timestamps, stable order."""
+"""Export the dataset the way its consumers load it: vad.json (exactly the five VAD attributes) and parquet, the
+preference pairs (vad_dpo.json/.parquet), lineage, a lean index of every drop, the dataset card with its hub
+header and LLaMA-Factory's dataset_info.json (vad.publish.card). The build report comes after the stage's own
+metrics (vad.publish.report). Output is a pure function of the inputs: no timestamps, stable order.
+
+File names and columns: vad.publish.layout."""
 from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 from vad.core import paths
-from vad.core.io import iter_jsonl, write_jsonl
+from vad.core.errors import InputError
+from vad.core.io import iter_jsonl, write_json, write_jsonl
 from vad.core.record import Record
-from vad.core.taxonomy import LEVEL_ZH, LEVELS
+from vad.core.taxonomy import LEVELS, PAIRS
+from vad.publish import card, layout
+from vad.publish.report import load_metrics
 
-# What build/export/ holds (the stage's outputs).
-FILES = ("vad.json", "vad.parquet", "records.jsonl", "lineage.jsonl", "ledger.jsonl", "README.md", "report.md")
 # The raw folder each source comes from (its PROVENANCE.json gives origin, revision and licence for the card).
 RAW_SOURCES = {"manual": paths.RAW_MANUAL, "evol": paths.RAW_CVALUES, "translated": paths.RAW_SAFERLHF}
 
 
-def write_dataset_json(path: Path, records: list[Record]) -> None:
+def write_json_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    """A JSON array (UTF-8, indented): what LLaMA-Factory's and most training scripts' JSON loaders read."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = json.dumps([r.export_dict() for r in records], ensure_ascii=False, indent=2)
-    path.write_text(text + "\n", encoding="utf-8")
+    path.write_text(json.dumps(rows, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
 
 
-def write_parquet(path: Path, records: list[Record]) -> None:
+def write_dataset_json(path: Path, records: list[Record]) -> None:
+    write_json_rows(path, [r.export_dict() for r in records])
+
+
+def write_parquet(path: Path, rows: list[dict[str, Any]], fields: tuple[str, ...]) -> None:
+    """Rows with the given columns: text columns, and `categorization` as a {level, value} struct."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     cat = pa.struct([("level", pa.string()), ("value", pa.string())])
-    schema = pa.schema([("instruction", pa.string()), ("input", pa.string()), ("output", pa.string()),
-                        ("source", pa.string()), ("categorization", cat)])
-    table = pa.Table.from_pylist([r.export_dict() for r in records], schema=schema)
-    pq.write_table(table, path)
+    schema = pa.schema([(f, cat if f == "categorization" else pa.string()) for f in fields])
+    pq.write_table(pa.Table.from_pylist(rows, schema=schema), path)
+
+
+def preference_pairs(records: list[Record]) -> list[dict[str, Any]]:
+    """One pair per exported record that has a rejected answer (`meta[layout.REJECTED_META]`): the record's output
+    is the chosen answer. Same order as vad.json."""
+    pairs = []
+    for r in records:
+        rejected = r.meta.get(layout.REJECTED_META)
+        if rejected is None:
+            continue
+        if not isinstance(rejected, str):
+            raise InputError(f"record {r.id}", f"meta.{layout.REJECTED_META} must be text, got "
+                                               f"{type(rejected).__name__}")
+        if not rejected.strip():
+            continue
+        row = r.export_dict()
+        row |= {"chosen": row["output"], "rejected": rejected}
+        pairs.append({f: row[f] for f in layout.DPO_FIELDS})
+    return pairs
 
 
 def lineage_rows(records: list[Record]) -> list[dict[str, Any]]:
@@ -48,23 +76,18 @@ def lineage_rows(records: list[Record]) -> list[dict[str, Any]]:
     return rows
 
 
-def collect_ledger(root: Path, stages: tuple[str, ...]) -> list[dict[str, Any]]:
-    rows = []
+def ledger_index(root: Path, stages: tuple[str, ...]) -> Iterator[dict[str, Any]]:
+    """Every stage ledger's entries, in pipeline order, without the record bodies (layout.LEDGER_INDEX: stage, id,
+    reason, detail, dup_of or null, source, raw origin). `vad why ID` prints the whole entry from the stage ledger."""
     for stage in stages:
         p = root / paths.ledger(stage)
-        if p.exists():
-            rows += [obj for _n, _raw, obj in iter_jsonl(p)]
-    return rows
-
-
-def load_metrics(root: Path, stages: tuple[str, ...]) -> dict[str, dict]:
-    """Metrics of the given stages, in their order (the export's own, once written, last)."""
-    out = {}
-    for stage in (*stages, "export"):
-        p = root / paths.metrics(stage)
-        if p.exists():
-            out[stage] = json.loads(p.read_text(encoding="utf-8"))
-    return out
+        if not p.exists():
+            continue
+        for _n, _raw, e in iter_jsonl(p):
+            rec = e.get("record") or {}
+            yield {"stage": e.get("stage", stage), "id": e["id"], "reason": e["reason"],
+                   "detail": e.get("detail", ""), "dup_of": e.get("dup_of"), "source": rec.get("source"),
+                   "origin": (rec.get("lineage") or {}).get("origin") or {}}
 
 
 def load_provenance(root: Path) -> dict[str, dict]:
@@ -77,99 +100,44 @@ def load_provenance(root: Path) -> dict[str, dict]:
 
 
 def counts(records: list[Record]) -> dict[str, Any]:
+    by_source: dict[str, Counter[str]] = {}
+    for r in records:
+        by_source.setdefault(r.source, Counter())[f"{r.categorization['level']}/{r.categorization['value']}"] += 1
     return {
         "total": len(records),
         "source": dict(sorted(Counter(r.source for r in records).items())),
         "level": {lvl: sum(r.categorization["level"] == lvl for r in records) for lvl in LEVELS},
-        "value": {f"{lvl}/{v}": sum(r.categorization == {"level": lvl, "value": v} for r in records)
-                  for lvl, vals in LEVELS.items() for v in vals},
+        "value": {p: sum(c[p] for c in by_source.values()) for p in PAIRS},
+        # the category mix of the build report (12 values × source)
+        "value_by_source": {s: {p: by_source[s][p] for p in PAIRS} for s in sorted(by_source)},
     }
 
 
-def _table(header: list[str], rows: list[list[Any]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
-    return "\n".join(lines)
-
-
-def dataset_card(records: list[Record], params: Any, provenance: dict, llm: dict | None) -> str:
-    """params: the build's params (vad.core.config.Params or the export stage's view of it)."""
-    c = counts(records)
-    used = [s for s in ("manual", "evol", "translated") if c["source"].get(s)]
-    nc = "translated" in used
-    lic_rows = []
-    for s in used:
-        p = provenance.get(s, {})
-        lic_rows.append([s, c["source"][s], p.get("origin", "?"), p.get("revision", "?"), p.get("licence", "?")])
-    parts = [
-        f"# {params.export.dataset_name} — Chinese Values Alignment Dataset (version {params.export.version})",
-        "",
-        "Instruction data for values alignment of Chinese LLMs. Each record in `vad.json` has exactly the five "
-        "attributes `instruction`, `input`, `output`, `source` (manual | evol | translated) and `categorization` "
-        "(`level` person / social / nation and one of that level's four core values).",
-        "",
-        "## Licence",
-        "",
-        ("**Non-commercial.** This build contains records translated from PKU-SafeRLHF, which is licensed "
-         "CC BY-NC 4.0; those records, and this dataset as a whole, may be used for non-commercial purposes only, "
-         "with attribution. " if nc else "No CC BY-NC material is included in this build. ")
-        + "Licences of every contributing source:",
-        "",
-        _table(["source", "records", "origin", "revision", "licence"], lic_rows),
-        "",
-        "## Counts",
-        "",
-        _table(["source", "records"], [[k, v] for k, v in c["source"].items()] + [["**total**", c["total"]]]),
-        "",
-        _table(["level", "value", "records"],
-               [[f"{lvl} {LEVEL_ZH[lvl]}", v, c["value"][f"{lvl}/{v}"]] for lvl, vals in LEVELS.items() for v in vals]),
-        "",
-        "## How it was built",
-        "",
-        "`dvc repro` of the vad pipeline: ingest → seeds / select_pairs → evolve / translate (LLM) → merge "
-        "(language check, exact and MinHash near-duplicate removal) → ifd_score → ifd_select → review → export. "
-        "Every dropped record is in `ledger.jsonl` with its stage and reason; `lineage.jsonl` has, row for row, "
-        "the raw file and line, parents and operations of each exported record.",
-        "",
-    ]
-    if llm:
-        parts += ["LLM used for generation: `" + json.dumps(llm, ensure_ascii=False) + "`", ""]
-    parts += ["## Parameters", "", "```json", json.dumps(params.model_dump(), ensure_ascii=False, indent=2), "```", ""]
-    return "\n".join(parts)
-
-
-def build_report(metrics: dict[str, dict], records: list[Record]) -> str:
-    rows = []
-    for stage, m in metrics.items():
-        reasons = ", ".join(f"{k} {v}" for k, v in (m.get("dropped_by_reason") or {}).items()) or "—"
-        rows.append([stage, m.get("in", ""), m.get("created", ""), m.get("out", ""), m.get("ledgered", ""),
-                     m.get("consumed", ""), reasons, m.get("seconds", "")])
-    c = counts(records)
-    return "\n".join([
-        "# VAD build report", "",
-        "Per stage: records in (+ created) = out + ledgered (+ consumed as Evol-Instruct parents).", "",
-        _table(["stage", "in", "created", "out", "ledgered", "consumed", "ledgered by reason", "seconds"], rows), "",
-        f"Exported: {c['total']} records — " + ", ".join(f"{k} {v}" for k, v in c["source"].items()), "",
-        "Look up any record: `vad trace ROW_OR_ID`; any dropped one: `vad why ID`.", ""])
-
-
-def llm_used(metrics: dict[str, dict]) -> dict | None:
-    """The LLM settings of the generating stages, for the card."""
-    used = {s: m["llm_client"] for s, m in metrics.items() if m.get("llm_client")}
-    return used or None
-
-
 def export(records: list[Record], out_dir: Path, root: Path, params: Any, upstream: tuple[str, ...]) -> dict[str, Any]:
-    """Write build/export/ (but report.md, written after the stage's own metrics). `upstream`: the stages before
-    export, in pipeline order (their ledgers and metrics are read)."""
-    write_dataset_json(out_dir / "vad.json", records)
-    write_parquet(out_dir / "vad.parquet", records)
-    write_jsonl(out_dir / "lineage.jsonl", lineage_rows(records))
-    llm = llm_used(load_metrics(root, upstream))
-    ledger = collect_ledger(root, upstream)
-    write_jsonl(out_dir / "ledger.jsonl", ledger)
-    (out_dir / "README.md").write_text(dataset_card(records, params, load_provenance(root), llm), encoding="utf-8")
+    """Write build/export/ (but the build report, written after the stage's own metrics). `upstream`: the stages
+    before export, in pipeline order (their ledgers and metrics are read). Returns the stage's figures."""
+    pairs = preference_pairs(records)
+    write_dataset_json(out_dir / layout.SFT_JSON, records)
+    write_parquet(out_dir / layout.SFT_PARQUET, [r.export_dict() for r in records], layout.SFT_FIELDS)
+    write_json_rows(out_dir / layout.DPO_JSON, pairs)
+    write_parquet(out_dir / layout.DPO_PARQUET, pairs, layout.DPO_FIELDS)
+    write_jsonl(out_dir / layout.LINEAGE, lineage_rows(records))
+    n_ledger = write_jsonl(out_dir / layout.LEDGER, ledger_index(root, upstream))
+
     c = counts(records)
+    pair_sources = dict(sorted(Counter(p["source"] for p in pairs).items()))
+    provenance = load_provenance(root)
+    licence, licence_source = card.build_licence(list(c["source"]), provenance)
+    name = params.export.dataset_name
+    build = card.BuildFacts(name=name, version=params.export.version, counts=c, pairs=len(pairs),
+                            pair_sources=pair_sources, licence=licence,
+                            licence_source=licence_source)
+    (out_dir / layout.CARD).write_text(
+        card.dataset_card(build, params.model_dump(), provenance, card.llm_used(load_metrics(root, upstream))),
+        encoding="utf-8")
+    write_json(out_dir / layout.LLAMAFACTORY, card.llamafactory_info(name, build))
     flat = {"exported": c["total"], **{f"exported_source_{k}": v for k, v in c["source"].items()},
             **{f"exported_level_{k}": v for k, v in c["level"].items()}}
-    return {"counts": c, **flat, "ledger_rows": len(ledger)}
+    return {"name": name, "version": params.export.version, "licence": licence, "counts": c, **flat,
+            "dpo_pairs": len(pairs), **{f"dpo_pairs_source_{k}": v for k, v in pair_sources.items()},
+            "ledger_rows": n_ledger}

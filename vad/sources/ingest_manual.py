@@ -1,10 +1,13 @@
 """Ingest the hand-written values instructions (source `manual`).
 
 Decisions on bad input (README "Bad input"), chosen so that our own data is fixed rather than silently thinned:
+- a file not matching data/raw/manual/PROVENANCE.json (unlisted, missing, edited) → the stage FAILS naming it
+  and the command that records the change (`vad provenance data/raw/manual --update`);
 - malformed JSON, a missing or mistyped field, an unknown level/value → the stage FAILS naming file:line;
 - an empty output, text shorter than `ingest.min_chars` or longer than `ingest.max_chars` → ledgered drop;
 - an English-only record → ledgered later by the language check in `merge` (`lang_not_zh`);
-- a duplicate → ledgered later by `merge` (`exact_duplicate` / `near_duplicate`, naming the kept record).
+- a duplicate → ledgered later by `merge` (`exact_duplicate` / `near_duplicate`, naming the kept record); an
+  identical second line gets its own id here (a later occurrence, `meta.same_content_as` the first's id).
 """
 from __future__ import annotations
 

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from vad.core.errors import InputError
+from vad.core.paths import PROVENANCE
 from vad.core.io import write_json
 
 SAFERLHF_REPO = "PKU-Alignment/PKU-SafeRLHF"
@@ -28,29 +29,63 @@ def sha256_file(path: Path) -> str:
     return h.hexdigest()
 
 
+def _jsonl_files(folder: Path) -> list[Path]:
+    return sorted(folder.glob("*.jsonl"))
+
+
 def write_provenance(folder: Path, origin: str, revision: str, licence: str, **extra: Any) -> dict:
-    files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size}
-             for p in sorted(folder.glob("*.jsonl"))}
+    """Write folder/PROVENANCE.json: origin, revision, licence, `extra`, and the sha256 and size of every *.jsonl."""
+    files = {p.name: {"sha256": sha256_file(p), "bytes": p.stat().st_size} for p in _jsonl_files(folder)}
     prov = {"origin": origin, "revision": revision, "licence": licence, **extra, "files": files}
-    write_json(folder / "PROVENANCE.json", prov)
+    write_json(folder / PROVENANCE, prov)
     return prov
 
 
-def verify_provenance(folder: Path) -> dict:
-    """Fail naming the file if a raw file is not the one its provenance describes."""
-    prov_path = folder / "PROVENANCE.json"
+def read_provenance(folder: Path) -> dict:
+    prov_path = folder / PROVENANCE
     if not prov_path.exists():
-        raise InputError(str(prov_path), "missing provenance file (origin, revision, licence, sha256)")
-    prov = json.loads(prov_path.read_text(encoding="utf-8"))
-    on_disk = {p.name for p in folder.glob("*.jsonl")}
+        raise InputError(str(prov_path), "missing provenance file (origin, revision, licence, sha256 of each file):"
+                         f" write it with `vad provenance {folder} --origin ... --revision ... --licence ...`")
+    try:
+        prov = json.loads(prov_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as e:
+        raise InputError(f"{prov_path}:{e.lineno}", f"malformed JSON ({e.msg})") from None
+    missing = [k for k in ("origin", "revision", "licence", "files") if k not in prov]
+    if missing:
+        raise InputError(str(prov_path), f"missing key(s) {missing}")
+    return prov
+
+
+def update_provenance(folder: Path, origin: str | None = None, revision: str | None = None,
+                      licence: str | None = None) -> dict:
+    """Refresh the file list and hashes of an existing PROVENANCE.json, keeping origin, revision, licence and
+    notes (each replaced only when given); a row count (`rows`, as `vad fetch` writes it) is recounted."""
+    prov = read_provenance(folder)
+    kept = {k: v for k, v in prov.items() if k != "files"}
+    kept.update({k: v for k, v in (("origin", origin), ("revision", revision), ("licence", licence)) if v is not None})
+    if "rows" in kept:
+        kept["rows"] = sum(1 for p in _jsonl_files(folder) for line in p.read_text(encoding="utf-8").splitlines()
+                           if line.strip())
+    return write_provenance(folder, **kept)
+
+
+def verify_provenance(folder: Path) -> dict:
+    """Fail naming the file if a raw file is not the one its provenance describes (unlisted, missing or changed);
+    the message says the command that records a change that is meant."""
+    prov_path = folder / PROVENANCE
+    prov = read_provenance(folder)
+    update = f"`vad provenance {folder} --update`"
+    on_disk = {p.name for p in _jsonl_files(folder)}
     for name in sorted(on_disk - set(prov["files"])):
-        raise InputError(str(folder / name), f"not listed in {prov_path}")
+        raise InputError(str(folder / name), f"not listed in {prov_path}: if it belongs there, record it with {update}")
     for name, info in prov["files"].items():
         path = folder / name
         if not path.exists():
-            raise InputError(str(path), f"listed in {prov_path} but missing")
-        if sha256_file(path) != info["sha256"]:
-            raise InputError(str(path), f"sha256 differs from {prov_path}: the raw file changed without new provenance")
+            raise InputError(str(path), f"listed in {prov_path} but missing: restore it, or drop it from the "
+                                        f"provenance with {update}")
+        if sha256_file(path) != info.get("sha256"):
+            raise InputError(str(path), f"sha256 differs from {prov_path}: the file changed without new provenance;"
+                                        f" if the change is meant, record it with {update}")
     return prov
 
 
@@ -78,6 +113,11 @@ def fetch_cvalues(out_dir: Path, commit: str = CVALUES_COMMIT,
     """Download the CValues data files at a pinned commit (base_url may be file:// for a local mirror)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     for name, repo_path in CVALUES_FILES.items():
-        with urllib.request.urlopen(f"{base_url}/{commit}/{repo_path}", timeout=60) as resp:
-            (out_dir / name).write_bytes(resp.read())
+        url = f"{base_url}/{commit}/{repo_path}"
+        try:
+            with urllib.request.urlopen(url, timeout=60) as resp:
+                data = resp.read()
+        except OSError as e:  # URLError, HTTPError and file:// errors are all OSErrors
+            raise InputError(url, f"download failed ({getattr(e, 'reason', e)})") from None
+        (out_dir / name).write_bytes(data)
     return write_provenance(out_dir, f"https://github.com/{CVALUES_REPO}", commit, "Apache-2.0")

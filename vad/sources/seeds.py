@@ -30,16 +30,17 @@ def make_seeds(path: Path, rel: str, domain_map: dict, run: StageRun) -> list[Re
             meta={"cvalues_id": obj.get("id_"), "domain_en": obj["domain_en"], "domain_zh": obj.get("domain_zh", "")},
         )
         seeds.append(rec.add_op("seeds", "seed", domain=obj["domain_en"]))
-    run.take(seeds)
-    # Same prompt twice would give two seeds with one id: keep the first, ledger the rest.
+    run.take(seeds)  # a second seed with the same prompt becomes a later occurrence (own id, same content id)
+    # Same prompt twice: keep the first, ledger the rest naming it.
     seen: dict[str, Record] = {}
     out = []
     for rec in seeds:
-        if rec.id in seen:
-            run.drop(rec, "exact_duplicate", f"same prompt as {seen[rec.id].lineage.origin['line']}", dup_of=rec.id)
+        first = seen.get(rec.content_id)
+        if first is not None:
+            run.drop(rec, "exact_duplicate", f"same prompt as {rel}:{first.lineage.origin['line']}", dup_of=first.id)
         elif not normalise(rec.instruction):
             run.drop(rec, "empty_instruction", "the prompt is empty")
         else:
-            seen[rec.id] = rec
+            seen[rec.content_id] = rec
             out.append(rec)
     return out
