@@ -1,8 +1,7 @@
-"""IFD scorer against a literal reference, sanity of the score, unscorable records, the score cache, the stages.
-
-The reference below follows the definition in vad/quality/ifd_score.py literally: batch size 1, fp32, the model's full
-forward (logits at every position, softcapping included) and torch's cross-entropy over the answer positions.
-It re-implements tokenisation and truncation on its own so that the answer-token spans are checked too."""
+"""IFD scorer against the literal reference (vad/quality/ifd_reference.py: bs=1, fp32, full logits, its own
+tokenisation and truncation), sanity of the score, unscorable records, the score cache (cache before tokenising,
+interrupted runs, other precisions), out-of-memory splitting, the stages."""
+import dataclasses
 import json
 import re
 import math
@@ -13,6 +12,7 @@ import pytest
 
 import vad.quality.ifd_score  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE before torch loads, if it is first)
 from conftest import ROOT
+from vad.quality.ifd_reference import reference_score
 from vad.quality.ifd_templates import get_template
 from vad.core.config import load_params
 
@@ -94,39 +94,6 @@ LONG = len(SAMPLES) - 1
 WITH_INPUT = 2
 
 
-# --- the literal reference ----------------------------------------------------------------------------------
-def reference_score(lm, template, instruction, input, output, max_length):
-    """IFD exactly as vad/quality/ifd_score.py defines it, the slow obvious way (bs=1, fp32 model, all logits)."""
-    import torch
-
-    tok = lm.tokenizer
-    P = tok(template.prompt(instruction, input), add_special_tokens=False)["input_ids"]
-    A = tok(output, add_special_tokens=False)["input_ids"]
-    D = tok(template.direct, add_special_tokens=False)["input_ids"] if template.direct else []
-    n = max_length - 1
-    truncated = len(P) + len(A) > n
-    if truncated:
-        reserve = min(len(A), max(1, n // 4))
-        keep_a = max(n - len(P), reserve)
-        k = n - keep_a
-        if k < len(P):
-            P = P[:k // 2] + P[len(P) - (k - k // 2):]
-        A = A[:keep_a]
-    A = A[:n - len(D)]
-    bos = tok.bos_token_id
-
-    def mean_ce(ctx):
-        ids = [bos, *ctx, *A]
-        with torch.inference_mode():
-            logits = lm.model(input_ids=torch.tensor([ids])).logits[0].float()
-        start = 1 + len(ctx)
-        return torch.nn.functional.cross_entropy(logits[start - 1:len(ids) - 1], torch.tensor(ids[start:])).item()
-
-    lc, ld = mean_ce(P), mean_ce(D)
-    return {"answer_ids": A, "loss_cond": lc, "loss_direct": ld, "ifd": lc / ld, "ifd_ppl": math.exp(lc - ld),
-            "truncated": truncated, "n_tokens": 2 + len(P) + len(D) + 2 * len(A)}
-
-
 # --- fixtures -----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def scorer():
@@ -165,7 +132,8 @@ def test_plan_truncation_rules():
 
 
 def test_batched_scorer_matches_reference(scorer, ref_lm):
-    """Default settings (params.yaml: bf16, batch 8, max_length 512) vs bs=1 fp32 full logits."""
+    """Default settings (params.yaml: device and dtype auto — bf16 on a native-bf16 CPU —, batch 8 on the CPU,
+    max_length 512) vs bs=1 fp32 full logits."""
     from vad.quality.ifd_score import IFDScore, encode_many
 
     tpl = get_template(IFD_PARAMS.template)
@@ -238,12 +206,14 @@ def test_unscorable_records_are_ledgered(scorer, tmp_path, monkeypatch):
     assert kept2 == [] and run2.entries[0]["reason"] == "ifd_no_answer_tokens"
     assert tiny.stats.forward_batches == 0
     # a non-finite loss (forced): ledgered, and not cached
+    import torch
+
     from vad.quality.ifd_cache import IFDCache
 
     cache = IFDCache(tmp_path / "c.sqlite")
     sc = IFDScorer.from_params(IFD_PARAMS, cache=cache, progress=False)
     real = sc._batch_losses
-    monkeypatch.setattr(sc, "_batch_losses", lambda batch: [float("nan")] * len(batch))
+    monkeypatch.setattr(sc, "_batch_losses", lambda batch: torch.full((len(batch),), math.nan, dtype=torch.float64))
     run3 = StageRun("ifd_score", root=tmp_path)
     kept3, _ = score_records(run3.take([_rec(*SAMPLES[4])]), IFD_PARAMS, run3, scorer=sc)
     assert kept3 == [] and run3.entries[0]["reason"] == "ifd_nonfinite" and len(cache) == 0
@@ -273,13 +243,115 @@ def test_cache_scores_only_new_records(tmp_path):
     sc2 = IFDScorer.from_params(IFD_PARAMS.replace(template="superfiltering_v1"), cache=cache, progress=False)
     sc2.score(items[:1])
     assert sc2.stats.scored == 1
-    # so is another precision: a float32 scorer never reuses bf16 scores (nor the reverse)
-    assert sc.ctx.dtype == "bfloat16/head-bfloat16"
-    sc3 = IFDScorer.from_params(IFD_PARAMS.replace(dtype="float32"), cache=cache, progress=False)
-    assert sc3.ctx.dtype == "float32/head-float32"
-    fp32 = sc3.score(items[:1])
+    # so is another precision: a scorer in the other of bf16/fp32 never reuses these scores (nor the reverse)
+    assert sc.ctx.dtype == f"{sc.compute.dtype}/head-{sc.compute.dtype}"
+    other = "float32" if sc.compute.dtype == "bfloat16" else "bfloat16"
+    sc3 = IFDScorer.from_params(IFD_PARAMS.replace(dtype=other), cache=cache, progress=False)
+    assert sc3.ctx.dtype == f"{other}/head-{other}"
+    again3 = sc3.score(items[:1])
     assert sc3.stats.scored == 1 and sc3.stats.cache_hits == 0
-    assert abs(fp32[0].ifd - first[0].ifd) <= 0.02  # bf16 body and head stay close to fp32
+    assert abs(again3[0].ifd - first[0].ifd) <= 0.02  # bf16 body and head stay close to fp32
+
+
+def test_fully_cached_run_neither_tokenises_nor_loads(tmp_path, monkeypatch):
+    """The cache is looked up by the sha of the texts before anything is tokenised: a run whose records are all
+    cached tokenises nothing and never loads the model (a 30k run used to tokenise everything: +1.15 GB, 21 s)."""
+    import vad.quality.ifd_score as ifd
+    from vad.quality.ifd_cache import IFDCache
+
+    cache = IFDCache(tmp_path / "ifd.sqlite")
+    items = SAMPLES[:3] + [("空回答", "", " ")]
+    first = ifd.IFDScorer.from_params(IFD_PARAMS, cache=cache, progress=False).score(items)
+    monkeypatch.setattr(ifd, "encode_many", lambda *a, **k: pytest.fail("tokenised a cached record"))
+    monkeypatch.setattr(ifd.IFDScorer, "tokenizer", property(lambda self: pytest.fail("loaded the tokenizer")))
+    sc = ifd.IFDScorer.from_params(IFD_PARAMS, cache=cache, progress=False)
+    again = sc.score(items)
+    assert sc._lm is None and sc.stats.cache_hits == 3 and sc.stats.forward_batches == 0
+    assert again[:3] == [dataclasses.replace(r, cached=True) for r in first[:3]]
+    assert again[3].reason == "ifd_empty_answer"
+
+
+def test_interrupted_run_keeps_finished_work(tmp_path, monkeypatch):
+    """Killed in the middle, a run has already saved every finished record and, for records with one sequence done,
+    that sequence (ifd_partial); the rerun computes only what is missing. Checked when the 3rd batch starts, from
+    another connection — what a `kill -9` would leave — and then after a Ctrl-C there."""
+    from vad.quality.ifd_cache import IFDCache
+    from vad.quality.ifd_score import IFDScorer, encode_many
+
+    params = IFD_PARAMS.replace(max_length=64)
+    items = SAMPLES[:10]
+    cache = IFDCache(tmp_path / "ifd.sqlite")
+    sc = IFDScorer.from_params(params, cache=cache, progress=False)
+    real, calls = sc._batch_losses, []
+
+    seen_by_others = []
+
+    def dies_in_batch_3(batch):
+        calls.append(sum(len(ids) for ids, _ in batch))
+        if len(calls) == 3:
+            other = IFDCache(cache.path)  # as a new process would see it
+            seen_by_others.append(2 * len(other) + other.partial_count())
+            raise KeyboardInterrupt
+        return real(batch)
+
+    monkeypatch.setattr(sc, "_batch_losses", dies_in_batch_3)
+    with pytest.raises(KeyboardInterrupt):
+        sc.score(items)
+    done_tokens = sum(calls[:2])
+    whole, partial = len(cache), cache.partial_count()
+    assert partial > 0 and whole + partial > 0  # 16 finished sequences: the short direct ones and some records
+    assert 2 * whole + partial == 16  # every finished sequence is kept, as a whole score or a partial one
+    assert seen_by_others == [16]  # ... and was committed before the next batch began
+    monkeypatch.setattr(sc, "_batch_losses", real)
+    resumed = sc.score(items)
+    assert sc.stats.cache_hits == whole and sc.stats.scored == len(items) - whole
+    total = sum(len(e.cond_ids) + len(e.direct_ids) for e in encode_many(sc.tokenizer, sc.template, items, 64))
+    assert sc.stats.tokens == total - done_tokens  # nothing finished was computed again
+    assert len(cache) == len(items) and cache.partial_count() == 0
+    fresh = IFDScorer.from_params(params, cache=False, progress=False).score(items)
+    for a, b in zip(resumed, fresh):  # resumed batches differ in composition: bf16 rounding only
+        assert abs(a.ifd - b.ifd) <= 0.01 and a.n_answer_tokens == b.n_answer_tokens
+
+
+def test_out_of_memory_splits_the_batch_or_names_the_param(tmp_path, monkeypatch):
+    """An out-of-memory (what a GPU raises) splits the batch in halves until it fits; a single sequence that does
+    not fit is a one-line error naming ifd.max_length, and what finished before it is in the cache."""
+    import torch
+
+    from vad.quality.ifd_cache import IFDCache
+    from vad.quality.ifd_score import IFDOutOfMemory, IFDScorer
+
+    params = IFD_PARAMS.replace(max_length=64, dtype="float32")  # fp32: splitting cannot move a score
+    items = SAMPLES[:6]
+    want = IFDScorer.from_params(params, cache=False, progress=False).score(items)
+    sc = IFDScorer.from_params(params, cache=IFDCache(tmp_path / "a.sqlite"), progress=False)
+    real, sizes = sc._batch_losses, []
+
+    def small_memory(batch):
+        sizes.append(len(batch))
+        if len(batch) > 2:
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return real(batch)
+
+    monkeypatch.setattr(sc, "_batch_losses", small_memory)
+    got = sc.score(items)
+    assert sizes == [8, 4, 2, 2, 4, 2, 2, 4, 2, 2] and sc.stats.oom_splits == 4  # 12 sequences: 8 + 4
+    assert all(abs(g.ifd - w.ifd) <= 1e-5 for g, w in zip(got, want))
+    # nothing fits: the first sequence fails, with the param to lower
+    cache = IFDCache(tmp_path / "b.sqlite")
+    sc2 = IFDScorer.from_params(params, cache=cache, progress=False)
+    real2, seen = sc2._batch_losses, []
+
+    def tiny_memory(batch):
+        seen.append(len(batch))
+        if len(seen) > 1:  # the first batch of 8 is fine; then even one sequence is too much
+            raise torch.cuda.OutOfMemoryError("CUDA out of memory")
+        return real2(batch)
+
+    monkeypatch.setattr(sc2, "_batch_losses", tiny_memory)
+    with pytest.raises(IFDOutOfMemory, match=r"does not fit in memory on cpu: lower ifd.max_length"):
+        sc2.score(items)
+    assert cache.partial_count() + len(cache) > 0  # the batch that fitted is saved
 
 
 # --- the stages and the CLI function ------------------------------------------------------------------------
@@ -304,6 +376,14 @@ def test_stages_end_to_end(ifd_project):
     assert set(f) >= {"loss_cond", "loss_direct", "ifd", "ifd_ppl", "n_answer_tokens", "truncated", "model",
                       "fingerprint", "template"}
     assert f["template"] == "alpaca_zh_v1@1" and f["ifd"] == round(f["loss_cond"] / f["loss_direct"], 6)
+    # what `auto` resolved to: in each record's lineage figures (device kind, dtype) and, with why, in the metrics
+    import torch
+
+    kind = "cuda" if torch.cuda.is_available() else "cpu"
+    c = m["ifd_compute"]
+    assert (f["device"], f["dtype"]) == (kind, c["dtype"]) == (kind, m["ifd_dtype"]) and c["device"].startswith(kind)
+    assert "dtype auto: " in c["why"] and c["executor"] == "local"
+    assert c["batch_size"] == {"cpu": 8, "cuda": 1024}[kind]
     first = Path("build/ifd/scored.jsonl").read_bytes()
     run_script(ROOT / "stages" / "ifd_score.py")
     m = json.loads(Path("build/metrics/ifd_score.json").read_text())

@@ -21,7 +21,9 @@ MAX_NEW = 16
 
 @pytest.fixture(scope="module")
 def lm():
-    return load_causal_lm("gemma3-270m", "bfloat16")  # memoised: every client below shares this copy
+    # memoised per (model, device, dtype): resolved as the clients below resolve llm.device/llm.dtype (auto), so
+    # every client shares this copy
+    return load_causal_lm("gemma3-270m", LLMParams().dtype, device=LLMParams().device)
 
 
 def tasks_for(questions=QUESTIONS, parse=None, **gen):
@@ -72,6 +74,10 @@ def test_chinese_answers_cut_at_the_stop_string(first, lm):
     assert any(fr == "stop" and n < MAX_NEW for fr, n in rows), rows  # the few-shot format makes it stop early
     d = client.describe()
     assert d["backend"] == "local" and d["model_fingerprint"] == lm.fingerprint and d["templates"] == {"_selftest": "1"}
+    # what auto resolved to is reported; on the CPU the request keys are what they were before devices existed
+    assert d["device"] == lm.compute.kind and d["dtype"] == lm.compute.dtype and d["compute"]["why"]
+    if lm.compute.kind == "cpu":
+        assert client.model_id() == f"local:{lm.fingerprint}"
 
 
 def test_rerun_is_all_cache_hits_with_zero_generate_calls(first, count_generate):

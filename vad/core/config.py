@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from vad.compute import names
 from vad.core import taxonomy
 from vad.core.errors import VadError
 from vad.core.paths import project_root
@@ -154,10 +155,12 @@ class LLMParams(Section):
     max_cost: float = Field(0.0, ge=0)   # spend guard: estimated cost one stage run may spend; 0 = no cap
     # Rarely changed; may be set in params.yaml.
     repetition_penalty: float = Field(1.1, gt=0)  # local backend only
-    dtype: str = "bfloat16"                       # local backend only
+    device: str = "auto"                          # local backend only: auto | cpu | cuda | cuda:N (vad.compute.device)
+    dtype: str = "auto"                           # local backend only: auto | bfloat16 | float16 | float32
     retry_base_s: float = Field(0.5, ge=0)        # first backoff delay; doubles per retry, with jitter
     retry_max_s: float = Field(30.0, ge=0)        # cap on one backoff delay (and on an honoured retry-after)
 
+    _check_device = field_validator("device")(lambda v: _device(v))
     _check_dtype = field_validator("dtype")(lambda v: _dtype(v))
 
     @model_validator(mode="after")
@@ -218,19 +221,34 @@ class IFDParams(Section):
     model: str = Field("gemma3-270m", min_length=1)
     template: str = "alpaca_zh_v1"   # a name in vad/quality/ifd_templates.py (checked by the scorer)
     max_length: int = Field(512, ge=2)  # BOS + one answer token
-    batch_size: int = Field(8, ge=1)
-    dtype: str = "bfloat16"
+    device: str = "auto"             # auto | cpu | cuda | cuda:N (vad.compute.device)
+    dtype: str = "auto"              # auto | bfloat16 | float16 | float32
+    batch_size: int | Literal["auto"] = "auto"        # sequences per forward batch; auto: 8 on CPU, 1024 on CUDA
+    max_batch_tokens: int | Literal["auto"] = "auto"  # padded tokens per batch; auto: unbounded on CPU, 65536 on CUDA
+    executor: Literal["local", "ray"] = "local"       # ray: Ray Data actors, cluster from RAY_ADDRESS
+    ray_actors: int = Field(0, ge=0)                  # 0 = one per GPU of the cluster, else one per node
     # selection (ifd_select)
     min: float = 0.94
     max: float = 1.0
     top_fraction: float = Field(1.0, ge=0, le=1)
 
+    _check_device = field_validator("device")(lambda v: _device(v))
     _check_dtype = field_validator("dtype")(lambda v: _dtype(v))
+
+    @field_validator("batch_size", "max_batch_tokens")
+    @classmethod
+    def _positive(cls, v: int | str) -> int | str:
+        if v != "auto" and v < 1:
+            raise ValueError(f"must be auto or a positive integer (got {v!r})")
+        return v
 
     @model_validator(mode="after")
     def _band(self):
         if self.min >= self.max:
             raise _at("min", f"{self.min} must be below ifd.max ({self.max})")
+        if self.max_batch_tokens != "auto" and self.max_batch_tokens < self.max_length:
+            raise _at("max_batch_tokens", f"{self.max_batch_tokens} must be at least ifd.max_length "
+                                          f"({self.max_length}): one sequence must fit in a batch")
         return self
 
 
@@ -288,13 +306,15 @@ class EvalParams(Section):
     model: str = "gemma3-270m"      # local: alias or local HF folder; openai: served model name
     method: Literal["auto", "loglik", "generate"] = "auto"
     fewshot: Literal["auto", "true", "false"] = "auto"  # auto: loglik yes, generate no
-    dtype: str = "bfloat16"         # local model
+    device: str = "auto"            # local model: auto | cpu | cuda | cuda:N (vad.compute.device)
+    dtype: str = "auto"             # local model: auto | bfloat16 | float16 | float32
     threads: int = Field(0, ge=0)   # loglik torch threads; 0 = auto (free CPUs by load average, >= 1)
     max_new_tokens: int = Field(64, ge=1)  # generate
     base_url: str = ""              # openai; "" = llm.base_url
     api_key_env: str = ""           # openai; "" = llm.api_key_env
     limit: int = Field(0, ge=0)     # evaluate only the first N items (0 = all)
 
+    _check_device = field_validator("device")(lambda v: _device(v))
     _check_dtype = field_validator("dtype")(lambda v: _dtype(v))
 
     @field_validator("items", mode="before")
@@ -353,9 +373,14 @@ class Params(BaseModel):
 
 # --- loading and errors ---------------------------------------------------------------------------------------
 def _dtype(v: str) -> str:
-    known = {"bfloat16", "float16", "float32", "bf16", "fp16", "fp32"}
-    if v not in known:
-        raise ValueError(f"unknown dtype {v!r}{suggest(v, known)}; use one of bfloat16, float16, float32")
+    if not names.is_dtype(v):
+        raise ValueError(f"unknown dtype {v!r}{suggest(v, names.DTYPE_CHOICES)}; use {names.DTYPE_HELP}")
+    return v
+
+
+def _device(v: str) -> str:
+    if not names.is_device(v):
+        raise ValueError(f"unknown device {v!r}; use {names.DEVICE_HELP}")
     return v
 
 

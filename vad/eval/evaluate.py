@@ -279,7 +279,7 @@ def generate_llm_params(cfg: EvalParams, llm: Any) -> LLMParams:
     """The LLM params of the generate method: the llm section (transport, retries, concurrency) with this
     section's backend and model on top."""
     base = LLMParams.from_params(llm if isinstance(llm, dict) else llm.model_dump()) if llm is not None else LLMParams()
-    return base.replace(backend=cfg.backend, model=cfg.model, dtype=cfg.dtype, max_reasks=0,
+    return base.replace(backend=cfg.backend, model=cfg.model, dtype=cfg.dtype, device=cfg.device, max_reasks=0,
                         base_url=cfg.base_url or base.base_url, api_key_env=cfg.api_key_env or base.api_key_env)
 
 
@@ -309,11 +309,12 @@ class ChoiceScorer:
     depend on the other prompts), logits for the last position only, log-softmax in fp32. bf16 reuse of the
     prefix cache shifts log-probs by ~0.01–0.05 nats against one full pass; pass dtype float32 for exactness."""
 
-    def __init__(self, model: str = "gemma3-270m", dtype: str = "bfloat16", choices: Sequence[str] = CHOICES,
-                 threads: int = 0):
+    def __init__(self, model: str = "gemma3-270m", dtype: str = "auto", choices: Sequence[str] = CHOICES,
+                 threads: int = 0, device: str = "auto"):
         from vad.compute.models import load_causal_lm
 
-        self.lm = load_causal_lm(model, dtype, param="eval.model")
+        self.lm = load_causal_lm(model, dtype, param="eval.model", device=device, section="eval")
+        log.info("eval: scoring on %s", self.lm.compute)
         self.threads = threads  # 0 = auto_threads() at scoring time
         tok = self.lm.tokenizer
         self.choice_ids: list[int] = []
@@ -332,7 +333,7 @@ class ChoiceScorer:
 
         import torch
 
-        tok, model = self.lm.tokenizer, self.lm.model
+        tok, model, dev = self.lm.tokenizer, self.lm.model, self.lm.device
         pre = tok(prefix, add_special_tokens=True)["input_ids"]
         out: list[list[float]] = []
         old_threads = torch.get_num_threads()
@@ -340,18 +341,19 @@ class ChoiceScorer:
         torch.set_num_threads(self.used_threads)
         try:
             with torch.inference_mode():
-                cache = model(input_ids=torch.tensor([pre]), use_cache=True).past_key_values if pre else None
+                cache = model(input_ids=torch.tensor([pre], device=dev),
+                              use_cache=True).past_key_values if pre else None
                 self.tokens += len(pre)
                 for p in prompts:
                     ids = tok(p, add_special_tokens=False)["input_ids"]
                     if not ids:
                         raise ValueError("empty prompt")
-                    pos = torch.arange(len(pre), len(pre) + len(ids))[None]
-                    logits = model(input_ids=torch.tensor([ids]), position_ids=pos, use_cache=True,
+                    pos = torch.arange(len(pre), len(pre) + len(ids), device=dev)[None]
+                    logits = model(input_ids=torch.tensor([ids], device=dev), position_ids=pos, use_cache=True,
                                    past_key_values=copy.deepcopy(cache) if cache is not None else None,
                                    logits_to_keep=1).logits[0, -1].float()
-                    logp = torch.log_softmax(logits, dim=-1)
-                    out.append([round(float(logp[c]), 6) for c in self.choice_ids])
+                    logp = torch.log_softmax(logits, dim=-1)[self.choice_ids].tolist()
+                    out.append([round(v, 6) for v in logp])
                     self.tokens += len(ids)
                     if progress:
                         progress(1)
@@ -398,7 +400,7 @@ def evaluate_items(items: Sequence[EvalItem], cfg: EvalParams, llm_params: Any =
     info: dict[str, Any] = {"backend": cfg.backend, "model": cfg.model, "method": method, "fewshot": fewshot,
                             "prompt": {"name": PROMPT_NAME, "version": PROMPT_VERSION}}
     if method == "loglik":
-        scorer = scorer or ChoiceScorer(cfg.model, cfg.dtype, threads=cfg.threads)
+        scorer = scorer or ChoiceScorer(cfg.model, cfg.dtype, threads=cfg.threads, device=cfg.device)
         prefix = fewshot_prefix() if fewshot else ""
         from tqdm import tqdm
 
@@ -410,7 +412,8 @@ def evaluate_items(items: Sequence[EvalItem], cfg: EvalParams, llm_params: Any =
         for r, (la, lb) in zip(rows, scores):
             r["logprob_A"], r["logprob_B"] = la, lb
             r["pred"] = "A" if la > lb else "B" if lb > la else NEED_CHECK
-        info.update(model_fingerprint=scorer.lm.fingerprint, dtype=scorer.lm.dtype, threads=scorer.used_threads,
+        info.update(model_fingerprint=scorer.lm.fingerprint, dtype=scorer.lm.dtype, device=scorer.lm.compute.kind,
+                    compute=scorer.lm.compute.describe(), threads=scorer.used_threads,
                     prompt_tokens=scorer.tokens, tokens_per_s=round(scorer.tokens / dt, 1) if dt else None)
     else:
         from vad.llm import GenerationTask, make_client, run_tasks

@@ -48,17 +48,23 @@ class LocalClient(LLMClient):
             if self._lm is None:
                 from vad.compute.models import load_causal_lm
 
-                self._lm = load_causal_lm(self.cfg.model, self.cfg.dtype, param="llm.model")
+                self._lm = load_causal_lm(self.cfg.model, self.cfg.dtype, param="llm.model",
+                                          device=self.cfg.device, section="llm")
+                log.info("local LLM on %s", self._lm.compute)
             return self._lm
 
     def model_id(self) -> str:
-        # weights + tokenizer + dtype digest: a moved folder still hits, changed weights never do
-        return f"local:{self.lm.fingerprint}"
+        # weights + tokenizer + dtype digest: a moved folder still hits, changed weights never do; off the CPU the
+        # device kind too (a GPU's numerics sample other texts; the CPU's keys are as before devices existed)
+        kind = self.lm.compute.kind
+        return f"local:{self.lm.fingerprint}" + ("" if kind == "cpu" else f"@{kind}")
 
     def describe(self) -> dict[str, Any]:
         d = super().describe()
         d["model_fingerprint"] = self.lm.fingerprint
         d["dtype"] = self.lm.dtype
+        d["device"] = self.lm.compute.kind
+        d["compute"] = self.lm.compute.describe()
         return d
 
     def reask_request(self, req: Request, previous_text: str, reason: str) -> Request | None:
@@ -97,7 +103,8 @@ class LocalClient(LLMClient):
         lm = self.lm
         tok, model = lm.tokenizer, lm.model
         pad_id = tok.pad_token_id if tok.pad_token_id is not None else tok.eos_token_id
-        enc = tok([r.completion for r in batch], return_tensors="pt", padding=True, padding_side="left")
+        enc = tok([r.completion for r in batch], return_tensors="pt", padding=True,
+                  padding_side="left").to(lm.device)
         plen = enc["input_ids"].shape[1]
         gens = [torch.Generator().manual_seed(row_seed(r.gen["seed"], r.key)) for r in batch]
 
@@ -111,16 +118,19 @@ class LocalClient(LLMClient):
                 scores = scores.float()
                 pick = scores.argmax(-1)
                 if not bool(greedy.all()):
-                    probs = torch.softmax(scores / torch.where(greedy, 1.0, temps)[:, None], dim=-1)
+                    t = torch.where(greedy, 1.0, temps).to(scores.device)
+                    probs = torch.softmax(scores / t[:, None], dim=-1)
                     k = min(NUCLEUS_TOPK, probs.shape[-1])
                     top_p_, top_i_ = probs.topk(k, dim=-1)  # sorted; the nucleus is nearly always in here
+                    # the draw is on the CPU, with each row's CPU generator (the same sample on every device)
+                    top_p_, top_i_ = top_p_.cpu(), top_i_.cpu()
                     for i, r in enumerate(batch):
                         if greedy[i]:
                             continue
                         p = r.gen["top_p"]
                         sp, si = top_p_[i], top_i_[i]
                         if float(sp.sum()) < p and k < probs.shape[-1]:
-                            sp, si = torch.sort(probs[i], descending=True)  # flat distribution: exact path
+                            sp, si = torch.sort(probs[i].cpu(), descending=True)  # flat distribution: exact path
                         keep = (torch.cumsum(sp, -1) - sp) < p  # always keeps the top token
                         w = torch.where(keep, sp, torch.zeros_like(sp))
                         pick[i] = si[torch.multinomial(w, 1, generator=gens[i])[0]]
