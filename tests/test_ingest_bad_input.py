@@ -93,3 +93,19 @@ def test_english_and_duplicates_are_ledgered_by_merge(mini_project):
     assert by_line[3]["reason"] == "exact_duplicate" and by_line[3]["dup_of"] == merged[0].id
     assert by_line[4]["reason"] == "near_duplicate" and by_line[4]["dup_of"] == merged[0].id
     assert 0.7 <= by_line[4]["jaccard"] < 1.0
+
+
+def test_chinese_by_fasttext_but_mostly_digits_is_ledgered_not_a_failed_suite(mini_project):
+    # fastText calls it Chinese; the merged suite wants >= 30% Han characters: merge must ledger it, or the stage
+    # fails on a record instead of dropping it
+    write(mini_project, [manual_line(), manual_line(instruction="比如12356或希望24热线400-161-9995？")])
+    run, kept = run_ingest(mini_project)
+    run.finish({"build/ingest/manual.jsonl": kept})
+    mrun = StageRun("merge", root=mini_project)
+    merged = merge([kept], PARAMS.merge, PARAMS.ingest, mrun)
+    assert [r.lineage.origin["line"] for r in merged] == [1]
+    (e,) = mrun.entries
+    assert e["reason"] == "lang_not_zh" and "Han characters" in e["detail"] and e["han_ratio"] < 0.3
+    from vad.quality.validate import validate
+
+    assert validate(merged, "merged", mini_project / "gx.json", PARAMS)["success"]
