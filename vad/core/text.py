@@ -17,10 +17,14 @@ _HAN = re.compile(r"[\u4e00-\u9fff]")
 MIN_HAN_RATIO = 0.3
 
 
+_SPACE = re.compile(r"\s")  # the characters str.isspace() calls whitespace
+
+
 def han_ratio(text: str) -> float:
-    """Share of non-space characters that are Han."""
-    chars = [c for c in text if not c.isspace()]
-    return round(sum(1 for c in chars if _HAN.match(c)) / len(chars), 4) if chars else 0.0
+    """Share of non-space characters that are Han (counted by the regex engine: a Python loop per character
+    was most of merge's time at 30k records)."""
+    chars = len(text) - len(_SPACE.findall(text))
+    return round(len(_HAN.findall(text)) / chars, 4) if chars else 0.0
 
 
 def is_han(char: str) -> bool:
@@ -34,7 +38,7 @@ def han_chars(text: str) -> set[str]:
 
 def content_chars(text: str) -> int:
     """Characters that carry content: everything but whitespace."""
-    return sum(1 for c in text if not c.isspace())
+    return len(text) - len(_SPACE.findall(text))
 
 
 def strip_ws(text: str) -> str:
