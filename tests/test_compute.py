@@ -22,7 +22,10 @@ AVX2 = {"ONEDNN_MAX_CPU_ISA": "AVX2", "ATEN_CPU_CAPABILITY": "avx2"}  # a CPU wi
 
 
 def resolve_in_subprocess(extra_env: dict[str, str]) -> dict:
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": "", **extra_env}
+    # the CPU as it is, unless extra_env restricts it: a suite run under the AVX2 restriction (to reproduce a CPU
+    # without bf16) must not leak it into the native case
+    base = {k: v for k, v in os.environ.items() if k not in AVX2}
+    env = {**base, "PYTHONPATH": str(ROOT), "CUDA_VISIBLE_DEVICES": "", **extra_env}
     out = subprocess.run([sys.executable, "-c", PROBE], env=env, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr[-2000:]
     return json.loads(out.stdout.strip().splitlines()[-1])
