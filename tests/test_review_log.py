@@ -107,3 +107,15 @@ def test_append_after_a_line_without_newline(tmp_path):
     log.append(path, [b])
     assert {d.uid for d in log.read_log(path)} == {a.uid, b.uid}
     assert Path(path).read_text(encoding="utf-8").count("\n") == 2
+
+
+def test_a_malformed_line_names_the_file_and_line_in_both_readers(tmp_path):
+    from vad.core.errors import InputError
+
+    recs, _ = records()
+    path = tmp_path / "decisions.jsonl"
+    good = json.dumps(log.new_decision(recs[0], "wang", "accept").to_json(), ensure_ascii=False)
+    path.write_text(good + "\n\n" + '{"v": 1, "uid": \n', encoding="utf-8")  # a bad hand edit on line 3
+    for read in (lambda: log.read_log(path), lambda: log.LogTail(path).new()):
+        with pytest.raises(InputError, match=rf"{path}:3: malformed JSON"):
+            read()

@@ -11,19 +11,22 @@ from vad.core.errors import InputError
 from vad.core.record import Record, dumps
 
 
+def parse_json_line(raw: str, where: str) -> Any:
+    """One JSON line; malformed JSON is an InputError naming `where` (file:line)."""
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError as e:
+        raise InputError(where, f"malformed JSON ({e.msg} at column {e.colno})") from None
+
+
 def iter_jsonl(path: str | Path) -> Iterator[tuple[int, str, Any]]:
     """Yield (1-based line number, raw line without newline, parsed object); blank lines are skipped."""
     path = Path(path)
     with path.open("r", encoding="utf-8") as f:
         for n, line in enumerate(f, start=1):
             raw = line.rstrip("\n").rstrip("\r")
-            if not raw.strip():
-                continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{n}", f"malformed JSON ({e.msg} at column {e.colno})") from None
-            yield n, raw, obj
+            if raw.strip():
+                yield n, raw, parse_json_line(raw, f"{path}:{n}")
 
 
 def read_records(path: str | Path) -> list[Record]:

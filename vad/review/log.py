@@ -20,7 +20,6 @@ never interleave or lose a line."""
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 import uuid
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from vad.core.errors import InputError
-from vad.core.io import iter_jsonl
+from vad.core.io import iter_jsonl, parse_json_line
 from vad.core.record import Record, dumps, normalise
 from vad.core.taxonomy import check_categorization
 
@@ -247,11 +246,8 @@ class LogTail:
             self.lines += 1
             if not raw.strip():
                 continue
-            try:
-                obj = json.loads(raw)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{self.path}:{self.lines}", f"malformed JSON ({e.msg} at column {e.colno})") from None
-            d = parse(obj, f"{self.path}:{self.lines}", self.reasons, line=self.lines)
+            where = f"{self.path}:{self.lines}"
+            d = parse(parse_json_line(raw, where), where, self.reasons, line=self.lines)
             if d.uid not in self.seen:
                 self.seen.add(d.uid)
                 out.append(d)
