@@ -8,6 +8,7 @@ import pytest
 import vad  # noqa: F401  (sets the offline environment variables before anything else loads)
 
 ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "build" / "test-artifacts"  # screenshots the browser tests keep for people to look at
 # Prepared models are a pure function of their package: every test shares the project's copy (preparing the
 # default model takes ~40 s). Caches with state (LLM requests, IFD scores) are each test's own (below).
 os.environ.setdefault("VAD_MODEL_DIR", str(ROOT / "build" / "cache" / "models"))

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from conftest import ROOT
+from conftest import ARTIFACTS, ROOT
 from test_export import EXPORT, metrics, shared_build
 from vad.core import dvc_yaml, paths
 from vad.core.pipeline import DATASET
@@ -70,7 +70,7 @@ def test_dvc_plots_render_the_funnel_and_the_ifd_histogram(built, tmp_path):
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/test installs it)")
-def test_report_html_in_headless_chromium(built, tmp_path):
+def test_report_html_in_headless_chromium(built):
     from playwright.sync_api import sync_playwright
 
     page_url = (built / EXPORT / layout.REPORT_HTML).resolve().as_uri()
@@ -100,7 +100,8 @@ def test_report_html_in_headless_chromium(built, tmp_path):
             review = page.evaluate("Object.fromEntries([...document.querySelectorAll('#review tbody tr')]"
                                    ".map(tr => [...tr.cells].map(td => td.innerText)))")
             csp = page.evaluate("document.querySelector('meta[http-equiv=Content-Security-Policy]').content")
-            shot = tmp_path / "report.png"
+            ARTIFACTS.mkdir(parents=True, exist_ok=True)
+            shot = ARTIFACTS / "report.png"
             page.screenshot(path=str(shot), full_page=True)
         finally:
             browser.close()
@@ -120,7 +121,7 @@ def test_report_html_in_headless_chromium(built, tmp_path):
         for k in ("in", "created", "out", "ledgered", "consumed"):
             assert int(row[k].replace(",", "")) == m[k], (row, k)
     assert review["kappa_overall"] == "0.71" and review["pending"] == "2" and review["kappa person"] == "—"
-    assert shot.stat().st_size > 50_000  # kept in the test's tmp folder for people to look at
+    assert shot.stat().st_size > 50_000  # kept in build/test-artifacts/ (docs/img/report.png is a copy)
     print(f"screenshot: {shot}")
 
 

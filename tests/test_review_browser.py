@@ -19,7 +19,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from conftest import ROOT
+from conftest import ARTIFACTS, ROOT
 from test_review_stage import XSS_INSTRUCTION, XSS_OUTPUT, make_project, records, write_jsonl
 from vad.core import paths
 from vad.core.pipeline import DATASET
@@ -27,7 +27,6 @@ from vad.core.pipeline import DATASET
 CHROMIUM = "/usr/bin/chromium"
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
         "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = ROOT / "build" / "test-artifacts"
 
 
 def _has_cjk_font() -> bool:
