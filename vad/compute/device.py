@@ -112,27 +112,26 @@ def resolve(device: str = "auto", dtype: str = "auto", section: str = "") -> Com
     return Compute("cpu", dtype, why, name)
 
 
-def cpu_flags() -> set[str] | None:
-    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where there is none."""
+def _cpuinfo(*prefixes: str) -> str | None:
+    """The value of the first /proc/cpuinfo line starting with one of `prefixes` (Linux), or None."""
     try:
         with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
             for line in f:
-                if line.startswith(("flags", "Features")):
-                    return set(line.split(":", 1)[1].split())
+                if line.startswith(prefixes):
+                    return line.split(":", 1)[1].strip()
     except OSError:
         pass
     return None
 
 
+def cpu_flags() -> set[str] | None:
+    """The CPU's feature flags from /proc/cpuinfo (Linux), or None where there is none."""
+    line = _cpuinfo("flags", "Features")
+    return None if line is None else set(line.split())
+
+
 def cpu_name() -> str:
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8", errors="replace") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    return _cpuinfo("model name") or platform.processor() or platform.machine()
 
 
 def gemm_seconds(dtypes, shape: tuple[int, int, int] = PROBE_SHAPE, reps: int = PROBE_REPS,
