@@ -105,7 +105,9 @@ def test_chinese_by_fasttext_but_mostly_digits_is_ledgered_not_a_failed_suite(mi
     merged = merge([kept], PARAMS.merge, PARAMS.ingest, mrun)
     assert [r.lineage.origin["line"] for r in merged] == [1]
     (e,) = mrun.entries
-    assert e["reason"] == "lang_not_zh" and "Han characters" in e["detail"] and e["han_ratio"] < 0.3
+    assert e["reason"] == "lang_not_zh" and "Han characters" in e["detail"]
+    measured = e["record"]["meta"]["lang"]  # the filter's measurement travels with the ledgered record
+    assert min(m["han_ratio"] for m in measured.values()) < 0.3 and all(m["lang"] == "zh" for m in measured.values())
     from vad.quality.validate import validate
 
     assert validate(merged, "merged", mini_project / "gx.json", PARAMS)["success"]

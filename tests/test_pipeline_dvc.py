@@ -173,6 +173,17 @@ def test_every_record_is_accounted_for_by_id(proj):
     assert ledgered and len(passed_on) > len(read_jsonl(proj / EXPORTED))
 
 
+def test_every_ledgered_reason_is_declared(proj):
+    """docs/reasons.md lists what a build can say: every reason in a real build's ledgers is declared in the code."""
+    from vad.reasons import catalogue
+
+    declared = set(catalogue())
+    used = {e["reason"] for name in DATASET for e in read_jsonl(proj / dvc_yaml.all_stages(proj)[name].ledger)}
+    used |= {f["reason"] for w in RECORD_CORPORA if (proj / w).is_file() for r in read_jsonl(proj / w)
+             for f in r["meta"].get("flags", [])}
+    assert used and used - declared == set()
+
+
 def test_second_repro_does_nothing(proj):
     r = sh("dvc repro", proj)
     assert ran(r.stdout) == set()

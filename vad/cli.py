@@ -113,6 +113,19 @@ def _pipeline(a: argparse.Namespace) -> int:
     return 0
 
 
+def _docs(a: argparse.Namespace) -> int:
+    from vad import reasons
+
+    if a.action == "write":
+        print(f"wrote {reasons.DOC}" if reasons.write() else f"{reasons.DOC} is up to date")
+        return 0
+    if not reasons.DOC.is_file() or reasons.DOC.read_text(encoding="utf-8") != reasons.render():
+        print(f"out of date: {reasons.DOC} (run `vad docs write`)", file=sys.stderr)
+        return 1
+    print(f"{reasons.DOC} matches the declared reason codes")
+    return 0
+
+
 def _review(a: argparse.Namespace) -> int:
     import os
 
@@ -196,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pipeline", help="write dvc.yaml from the stage declarations, or check it is up to date")
     p.add_argument("action", choices=["write", "check"])
     p.set_defaults(fn=_pipeline)
+
+    p = sub.add_parser("docs", help="write docs/reasons.md (the reason codes) from their declarations, or check it")
+    p.add_argument("action", choices=["write", "check"])
+    p.set_defaults(fn=_docs)
 
     p = sub.add_parser("review", help="human review: the review app (serve), or LLM judge hints for it (suggest)")
     p.add_argument("action", choices=["serve", "suggest"])

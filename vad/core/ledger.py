@@ -15,25 +15,16 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable
 
 from vad.core import paths
 from vad.core.errors import AccountingError
 from vad.core.io import write_json, write_jsonl
+from vad.core.filters import Drop, Filter, apply as apply_filters
 from vad.core.record import SAME_CONTENT, Record, occurrence_id
 
 ENTRY_KEYS = ("stage", "id", "reason", "detail", "record")  # a drop's extra fields may not use these names
-
-
-@dataclass
-class Drop:
-    """What a filter says about a record it rejects: a stable reason code and a human detail."""
-
-    reason: str
-    detail: str = ""
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 class StageRun:
@@ -87,18 +78,9 @@ class StageRun:
         self.drop(rec, d.reason, d.detail, **d.extra)
 
     # --- filters --------------------------------------------------------------------------------------
-    def apply(self, records: list[Record], filters: list["Filter"]) -> list[Record]:
-        """Run filters in order; the first that objects drops the record into the ledger."""
-        kept = []
-        for rec in records:
-            for flt in filters:
-                d = flt.check(rec)
-                if d is not None:
-                    self.drop_with(rec, d)
-                    break
-            else:
-                kept.append(rec)
-        return kept
+    def apply(self, records: list[Record], filters: list[Filter]) -> list[Record]:
+        """Run filters in order (vad.core.filters.apply); the first that drops a record ledgers it."""
+        return apply_filters(records, filters, self.drop_with)
 
     # --- finishing ------------------------------------------------------------------------------------
     def finish(self, outputs: dict[str, list[Record]], **metrics: Any) -> dict[str, Any]:
@@ -202,11 +184,3 @@ def id_problems(inputs: Iterable[str], outputs: Iterable[dict], ledger: Iterable
         problems.append(f"{new} records are neither inputs nor made from one, but {created} were created")
     return problems
 
-
-class Filter:
-    """A filter only says keep (None) or drop with a reason; StageRun does the book-keeping."""
-
-    reason: str = "filtered"
-
-    def check(self, rec: Record) -> Drop | None:  # pragma: no cover - interface
-        raise NotImplementedError

@@ -25,7 +25,7 @@ import re
 import unicodedata
 from collections.abc import Iterable, Mapping
 
-from vad.core.ledger import Drop, Filter
+from vad.core.filters import Drop, Filter
 from vad.core.record import Record
 from vad.core.text import COPY_RUN, CopyDetector, compact, content_chars, refusal_phrase, strip_punct
 
@@ -93,13 +93,14 @@ class _WithParents(Filter):
 class NoGainPrecheck(_WithParents):
     """Rule 1, cheap part: the evolved prompt is (nearly) the parent prompt. Runs before the judge is asked."""
 
-    reason = "evol_no_gain"
+    reasons = {"evol_no_gain": "rule 1: the evolved prompt is identical to its parent, has fewer than "
+                               "`evol.min_gain_chars` new characters, or the judge found no gain (相同)"}
 
     def __init__(self, parents: Mapping[str, Record], min_gain_chars: int):
         super().__init__(parents)
         self.min_gain_chars = int(min_gain_chars)
 
-    def check(self, rec: Record) -> Drop | None:
+    def decide(self, rec: Record, stats: None) -> Drop | None:
         before, after = prompt_text(self.parent(rec)), prompt_text(rec)
         if compact(before) == compact(after):
             return Drop(self.reason, "the evolved prompt is identical to its parent", {"rule": "precheck", "new_chars": 0})
@@ -113,9 +114,9 @@ class NoGainPrecheck(_WithParents):
 class NoGainJudge(Filter):
     """Rule 1, LLM part: the judge (template evol_judge) found the two prompts 相同 (equal)."""
 
-    reason = "evol_no_gain"
+    reasons = NoGainPrecheck.reasons  # the paper's one rule, in two parts
 
-    def check(self, rec: Record) -> Drop | None:
+    def decide(self, rec: Record, stats: None) -> Drop | None:
         verdict = (rec.meta.get("evol") or {}).get("judge")
         if verdict is None:
             raise KeyError(f"NoGainJudge: candidate {rec.id} has no judge verdict in meta.evol.judge")
@@ -127,12 +128,13 @@ class NoGainJudge(Filter):
 class RefusalShort(Filter):
     """Rule 2: a short refusal ("sorry" and < 80 words in the paper; here a refusal phrase and a char bound)."""
 
-    reason = "evol_refusal_short"
+    reasons = {"evol_refusal_short": "rule 2: the answer has a refusal phrase and fewer than "
+                                     "`evol.refusal_max_chars` content characters"}
 
     def __init__(self, max_chars: int):
         self.max_chars = int(max_chars)
 
-    def check(self, rec: Record) -> Drop | None:
+    def decide(self, rec: Record, stats: None) -> Drop | None:
         hit = refusal_phrase(rec.output)
         n = content_chars(rec.output)
         if hit is not None and n < self.max_chars:
@@ -144,9 +146,9 @@ class RefusalShort(Filter):
 class AnswerEmpty(Filter):
     """Rule 3: the answer is only punctuation and stop words."""
 
-    reason = "evol_answer_empty"
+    reasons = {"evol_answer_empty": "rule 3: the answer is only punctuation, symbols and stop words"}
 
-    def check(self, rec: Record) -> Drop | None:
+    def decide(self, rec: Record, stats: None) -> Drop | None:
         if not answer_content(rec.output):
             return Drop(self.reason, f"the answer has no content beyond punctuation and stop words: "
                                      f"{rec.output[:40]!r}")
@@ -156,7 +158,8 @@ class AnswerEmpty(Filter):
 class TemplateLeak(_WithParents):
     """Rule 4: the evolved prompt copies words of the evolving prompt (markers, labels, few-shot examples)."""
 
-    reason = "evol_template_leak"
+    reasons = {"evol_template_leak": "rule 4: the evolved prompt copies template markers, field labels or a "
+                                     "few-shot example"}
 
     def __init__(self, parents: Mapping[str, Record], examples: Iterable[str] = (),
                  words: Iterable[str] = LEAK_WORDS, run: int = COPY_RUN):
@@ -164,7 +167,7 @@ class TemplateLeak(_WithParents):
         self.words = tuple(words)
         self.copies = CopyDetector(examples, run)
 
-    def check(self, rec: Record) -> Drop | None:
+    def decide(self, rec: Record, stats: None) -> Drop | None:
         text = prompt_text(rec)
         low = text.lower()
         word = next((w for w in self.words if w.lower() in low), None)

@@ -30,10 +30,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from vad.core.config import EvolParams, LLMParams
+from vad.core.filters import declared
 from vad.core.ledger import StageRun
 from vad.core.record import Lineage, Record, normalise, record_id
 from vad.core.text import MIN_HAN_RATIO, CopyDetector, asks_something, content_chars, han_ratio, repeated_sentence
 from vad.generate.elimination import AnswerEmpty, NoGainJudge, NoGainPrecheck, RefusalShort, TemplateLeak
+from vad.generate import funnel
 from vad.generate.funnel import Funnel, TaskKey, task
 from vad.llm import GenerationTask, ParseError, Prompt, load_template
 
@@ -312,8 +314,13 @@ class Evolver:
         return out
 
 
-RULES = ("evol_template_leak", "evol_no_gain", "evol_answer_empty", "evol_refusal_short", "evol_duplicate",
-         "llm_error", "parse_error")  # the reasons an evolution is eliminated for, as metrics list them
+LEDGER_REASONS = {  # what evolve ledgers besides its filters' codes (they declare their own)
+    "evol_duplicate": "the same instruction, input and answer as an evolution already emitted",
+    "evol_over_limit": "a seed beyond `evol.seed_limit`",
+    "evol_exhausted": "a seed none of whose evolutions survived `evol.rounds` rounds",
+}
+# the reasons an evolution is eliminated for, in the order metrics list them
+RULES = (*declared([TemplateLeak, NoGainPrecheck, AnswerEmpty, RefusalShort]), "evol_duplicate", *funnel.LLM_REASONS)
 
 
 def run(seeds: list[Record], params: EvolParams, client, stage_run: StageRun,

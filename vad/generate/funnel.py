@@ -22,11 +22,16 @@ from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-from vad.core.ledger import Filter, StageRun
+from vad.core.filters import Filter, apply as apply_filters
+from vad.core.ledger import StageRun
 from vad.core.record import Record
 from vad.llm import GenerationTask, Prompt, TaskResult, run_tasks
 
 T = TypeVar("T")
+LLM_REASONS = {  # how an item that an LLM step failed is ledgered
+    "llm_error": "a call failed after its retries (connection refused, HTTP error status, timeout)",
+    "parse_error": "every answer to a call was refused by its parser (wrong language, empty, a template copied)",
+}
 Breakdown = tuple[Callable[[Any], Hashable], Iterable[Hashable]]  # (item -> group, groups listed up front)
 
 
@@ -90,14 +95,8 @@ class Funnel(Generic[T]):
 
     def filter(self, items: Sequence[T], name: str, rules: Sequence[Filter]) -> list[T]:
         """Apply rules in order (the first that objects ledgers the item); count the items kept as `name`."""
-        kept = []
-        for item in items:
-            rec = self._rec(item)
-            d = next((d for d in (rule.check(rec) for rule in rules) if d is not None), None)
-            if d is None:
-                kept.append(item)
-            else:
-                self.drop(item, d.reason, d.detail, **d.extra)
+        kept = apply_filters(items, rules, lambda item, d: self.drop(item, d.reason, d.detail, **d.extra),
+                             rec=self._rec)
         self.count(name, len(kept))
         return kept
 

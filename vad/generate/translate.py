@@ -30,7 +30,8 @@ from collections.abc import Iterable
 from dataclasses import replace
 
 from vad.core.config import TranslateParams
-from vad.core.ledger import Drop, Filter, StageRun
+from vad.core.filters import Drop, Filter
+from vad.core.ledger import StageRun
 from vad.core.record import Lineage, Record
 from vad.core.text import MIN_HAN_RATIO, CopyDetector, content_chars, han_chars, han_ratio, repeated_sentence
 from vad.generate.funnel import Funnel, TaskKey, task
@@ -135,6 +136,12 @@ def parse_polish(draft: str, copies: CopyDetector | None = None):
     return parse
 
 
+LEDGER_REASONS = {
+    "translate_over_limit": "a pair beyond `translate.limit`",
+    "translate_duplicate": "the same Chinese text as an earlier translated pair",
+}
+
+
 # --- verification rules ----------------------------------------------------------------------------------------
 def field_pairs(rec: Record) -> list[tuple[str, str, str]]:
     """(field, Chinese, English) for each translated text of a record (rejected only when the pair had one)."""
@@ -146,9 +153,9 @@ def field_pairs(rec: Record) -> list[tuple[str, str, str]]:
 
 
 class NotChinese(Filter):
-    reason = "translate_not_zh"
+    reasons = {"translate_not_zh": "a translated field is not identified as Chinese"}
 
-    def check(self, rec: Record) -> Drop | None:
+    def decide(self, rec: Record, stats: None) -> Drop | None:
         for name, zh, _en in field_pairs(rec):
             lang, score = detect_lang(zh)
             if lang != "zh":
@@ -158,12 +165,13 @@ class NotChinese(Filter):
 
 
 class LengthRatio(Filter):
-    reason = "translate_len_ratio"
+    reasons = {"translate_len_ratio": "Chinese/English content characters of a field outside "
+                                      "[`translate.min_len_ratio`, `translate.max_len_ratio`]"}
 
     def __init__(self, min_ratio: float, max_ratio: float):
         self.lo, self.hi = float(min_ratio), float(max_ratio)
 
-    def check(self, rec: Record) -> Drop | None:
+    def decide(self, rec: Record, stats: None) -> Drop | None:
         for name, zh, en in field_pairs(rec):
             ratio = round(content_chars(zh) / max(1, content_chars(en)), 3)
             if not self.lo <= ratio <= self.hi:
@@ -173,12 +181,13 @@ class LengthRatio(Filter):
 
 
 class EnglishLeft(Filter):
-    reason = "translate_english_left"
+    reasons = {"translate_english_left": "a translated field keeps a run of Latin text longer than "
+                                         "`translate.max_english_run`"}
 
     def __init__(self, max_run: int):
         self.max_run = int(max_run)
 
-    def check(self, rec: Record) -> Drop | None:
+    def decide(self, rec: Record, stats: None) -> Drop | None:
         for name, zh, _en in field_pairs(rec):
             longest = max((m.group(0) for m in _LATIN_RUN.finditer(zh)), key=len, default="")
             if len(longest) > self.max_run:

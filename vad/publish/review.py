@@ -35,6 +35,10 @@ from vad.review.state import GENERATED_SOURCES, Assignment, RecordState, agreeme
 
 PENDING = "review_pending"
 REJECTED = "review_rejected"
+LEDGER_REASONS = {
+    PENDING: "not yet decided (or reviewers disagree) where `review.require` holds records back",
+    REJECTED: "a reviewer rejected it (`reason_code` says which of `review.reasons`)",
+}
 
 
 def read_decisions(path: str | Path, params: Any) -> list[Decision]:

@@ -13,6 +13,11 @@ from vad.core.errors import InputError
 from vad.core.ledger import StageRun
 from vad.core.record import Record, normalise
 
+LEDGER_REASONS = {
+    "exact_duplicate": "the same normalised text as an earlier record (`dup_of` names it)",
+    "near_duplicate": "MinHash Jaccard at or above `merge.near_dup_threshold` with an earlier record (`dup_of`)",
+}
+
 
 def exact_dedup(records: list[Record], run: StageRun) -> list[Record]:
     seen: dict[str, Record] = {}

@@ -86,6 +86,11 @@ EMPTY_ANSWER = "ifd_empty_answer"
 NO_ANSWER_TOKENS = "ifd_no_answer_tokens"
 NONFINITE = "ifd_nonfinite"
 BAD_ROW = "ifd_bad_row"  # score_file only: a row without instruction/output strings
+LEDGER_REASONS = {
+    EMPTY_ANSWER: "the output is empty: there is no answer to score",
+    NO_ANSWER_TOKENS: "nothing of the answer survives tokenisation and truncation to `ifd.max_length`",
+    NONFINITE: "a loss came out NaN or infinite (fp16 overflow: set `ifd.dtype: float32`)",
+}
 
 # The `ifd` params the scores depend on, and those that only say how the work is spread (together: the stage's DVC
 # params; ifd_select reads the others). `auto` values are resolved per machine (vad/compute/device.py).

@@ -28,6 +28,11 @@ STAGE = "ifd_select"
 BELOW_MIN = "ifd_below_min"
 AT_OR_ABOVE_MAX = "ifd_at_or_above_max"
 NOT_IN_TOP = "ifd_not_in_top_fraction"
+LEDGER_REASONS = {
+    BELOW_MIN: "IFD below `ifd.min`",
+    AT_OR_ABOVE_MAX: "IFD at or above `ifd.max` (the instruction does not help the answer: misaligned)",
+    NOT_IN_TOP: "in the band, but not in the top `ifd.top_fraction` of it",
+}
 SELECT_PARAMS = ("min", "max", "top_fraction")  # the `ifd` params of the selection (ifd_score reads the others)
 QUANTILES = (0.1, 0.25, 0.5, 0.75, 0.9)
 BIN_WIDTH = 0.05

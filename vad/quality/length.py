@@ -2,7 +2,7 @@
 records as they are ingested, and to every source again in merge (LLM output included)."""
 from __future__ import annotations
 
-from vad.core.ledger import Drop, Filter
+from vad.core.filters import Drop, Filter
 from vad.core.record import Record
 
 
@@ -10,10 +10,13 @@ class LengthBounds(Filter):
     """At most max_chars in every field (as stored: what the GX suites count), at least min_chars of
     non-space text in the instruction and the output."""
 
+    reasons = {"too_long": "a field has more than `ingest.max_chars` characters",
+               "too_short": "the instruction or the output has fewer than `ingest.min_chars` non-space characters"}
+
     def __init__(self, min_chars: int, max_chars: int):
         self.min_chars, self.max_chars = min_chars, max_chars
 
-    def check(self, rec: Record) -> Drop | None:
+    def decide(self, rec: Record, stats: None) -> Drop | None:
         for name in ("instruction", "input", "output"):
             n = len(getattr(rec, name))
             if n > self.max_chars:

@@ -8,13 +8,17 @@ from vad.core.text import MIN_HAN_RATIO, han_ratio
 from vad.quality.dedup import exact_dedup, near_dedup
 from vad.quality.lang import detect_lang
 from vad.quality.length import LengthBounds
-from vad.core.ledger import Drop, Filter, StageRun
+from vad.core.filters import Drop, Filter
+from vad.core.ledger import StageRun
 from vad.core.record import Record
 from vad.core.taxonomy import SOURCES, check_categorization
 
 
 class CategoryCheck(Filter):
-    def check(self, rec: Record) -> Drop | None:
+    reasons = {"bad_source": "the record's source is not one of the taxonomy's sources",
+               "bad_categorization": "the level or value is not in the taxonomy, or the value is not of that level"}
+
+    def decide(self, rec: Record, stats: None) -> Drop | None:
         if rec.source not in SOURCES:
             return Drop("bad_source", f"source {rec.source!r} not in {SOURCES}")
         problem = check_categorization(rec.categorization)
@@ -27,22 +31,30 @@ class LanguageCheck(Filter):
     a short Chinese text full of digits Chinese ("比如12356或希望24热线400-161-9995？"); the filter must ledger what
     the suite would otherwise refuse, so the stage never fails on a record."""
 
+    name = "lang"  # meta.lang: {field: {lang, score, han_ratio}} (the export's lineage shows it)
+    reasons = {"lang_not_zh": "instruction or output not identified as zh with at least `merge.min_lang_score`, "
+                              f"or under {MIN_HAN_RATIO:.0%} Han characters (vad.core.text.MIN_HAN_RATIO)"}
+
     def __init__(self, lang: str, min_score: float):
         self.lang, self.min_score = lang, min_score
+        if lang != "zh":  # the code is made from the language
+            self.reasons = {f"lang_not_{lang}": f"instruction or output not identified as {lang}"}
 
-    def check(self, rec: Record) -> Drop | None:
-        scores = {}
+    def measure(self, rec: Record) -> dict:
+        out = {}
         for field in ("instruction", "output"):
             text = getattr(rec, field)
             got, score = detect_lang(text, self.lang)
-            scores[field] = {"lang": got, "score": score}
-            if got != self.lang or score < self.min_score:
-                return Drop(f"lang_not_{self.lang}", f"{field} detected as {got!r} (p({self.lang}) = {score} < {self.min_score})",
-                            {"lang": scores})
-            if self.lang == "zh" and han_ratio(text) < MIN_HAN_RATIO:
-                return Drop("lang_not_zh", f"{field} is {han_ratio(text):.0%} Han characters (< {MIN_HAN_RATIO:.0%})",
-                            {"lang": scores, "han_ratio": han_ratio(text)})
-        rec.meta["lang"] = scores
+            out[field] = {"lang": got, "score": score, "han_ratio": han_ratio(text)}
+        return out
+
+    def decide(self, rec: Record, stats: dict) -> Drop | None:
+        code = f"lang_not_{self.lang}"
+        for field, s in stats.items():
+            if s["lang"] != self.lang or s["score"] < self.min_score:
+                return Drop(code, f"{field} detected as {s['lang']!r} (p({self.lang}) = {s['score']} < {self.min_score})")
+            if self.lang == "zh" and s["han_ratio"] < MIN_HAN_RATIO:
+                return Drop(code, f"{field} is {s['han_ratio']:.0%} Han characters (< {MIN_HAN_RATIO:.0%})")
         return None
 
 

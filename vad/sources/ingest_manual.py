@@ -17,7 +17,8 @@ from pathlib import Path
 from vad.core.errors import InputError
 from vad.core.paths import RAW_MANUAL
 from vad.core.io import iter_jsonl
-from vad.core.ledger import Drop, Filter, StageRun
+from vad.core.filters import Drop, Filter
+from vad.core.ledger import StageRun
 from vad.core.record import Lineage, Record, sha256_text
 from vad.core.taxonomy import check_categorization
 from vad.quality.length import LengthBounds
@@ -66,7 +67,9 @@ def read_manual(files: list[Path], root: Path) -> list[Record]:
 
 
 class EmptyOutput(Filter):
-    def check(self, rec: Record) -> Drop | None:
+    reasons = {"empty_output": "a hand-written record's output is empty or whitespace"}
+
+    def decide(self, rec: Record, stats: None) -> Drop | None:
         if not rec.output.strip():
             return Drop("empty_output", "the output is empty or whitespace")
         return None

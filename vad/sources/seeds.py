@@ -11,6 +11,11 @@ from vad.core.io import iter_jsonl
 from vad.core.ledger import StageRun
 from vad.core.record import Lineage, Record, normalise, sha256_text
 
+LEDGER_REASONS = {
+    "exact_duplicate": "the same prompt as an earlier CValues line (`dup_of` names it)",
+    "empty_instruction": "the prompt is empty",
+}
+
 
 def make_seeds(path: Path, rel: str, domain_map: dict, run: StageRun) -> list[Record]:
     seeds = []

@@ -80,6 +80,17 @@ def select_pairs(path: Path, rel: str, params: "SelectParams", run: StageRun) ->
     return kept
 
 
+LEDGER_REASONS = {
+    "sha256_mismatch": "a response's sha256 does not match the one the raw row gives (`select.verify_sha256`)",
+    "chosen_unsafe": "the safer response is not safe (`select.require_chosen_safe`)",
+    "chosen_severity": "the safer response's severity is above `select.max_chosen_severity`",
+    "better_ne_safer": "the better response is not the safer one (`select.require_better_eq_safer`)",
+    "rejected_safe": "both responses are safe: no preference signal (`select.require_rejected_unsafe`)",
+    "chosen_too_short": "the safer response has fewer than `select.min_response_words` words",
+    "chosen_too_long": "the safer response has more than `select.max_response_words` words",
+}
+
+
 def _reject_reason(row: dict, k: int, chosen: str, p: dict) -> tuple[str, str] | None:
     if p.verify_sha256:
         for j in (0, 1):
