@@ -2,7 +2,7 @@
 from pathlib import Path
 
 from vad.core import paths
-from vad.core.pipeline import DATASET
+from vad.core.pipeline import DATASET, RECORD_STAGES
 from vad.core.stage import Stage, stage_main
 from vad.publish import export, layout, report
 
@@ -14,11 +14,13 @@ FUNNEL = f"{OUT}/{layout.FUNNEL}"
 STAGE = Stage(
     "export", __doc__.split(": ", 1)[1],
     # The evaluation's metrics are deliberately not read: that pipeline is separate (vad.publish.report).
-    reads=(paths.REVIEWED, *(paths.ledger(s) for s in UPSTREAM), *(paths.metrics(s) for s in UPSTREAM),
+    reads=(paths.REVIEWED, *(paths.ledger(s) for s in UPSTREAM if s in RECORD_STAGES),
+           *(paths.metrics(s) for s in UPSTREAM),
            paths.IFD_HIST, *(paths.raw_provenance(r) for r in RAW)),
     writes=tuple(f"{OUT}/{name}" for name in layout.FILES),
     # the dataset card lists every param the build used
-    params=("ingest", "seeds", "select", "llm", "evol", "translate", "merge", "ifd", "review", "export"),
+    params=("ingest", "seeds", "select", "llm", "evol", "translate", "merge", "content", "ifd", "categorize", "judge",
+            "review", "export"),
     suites=("final",),
     plots=((FUNNEL, {"x": "out", "y": "step", "template": "bar_horizontal", "title": "records out per stage"}),),
 )

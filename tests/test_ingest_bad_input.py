@@ -85,7 +85,7 @@ def test_english_and_duplicates_are_ledgered_by_merge(mini_project):
     run, kept = run_ingest(mini_project)
     run.finish({"build/ingest/manual.jsonl": kept})
     mrun = StageRun("merge", root=mini_project)
-    merged = merge([kept], PARAMS.merge, PARAMS.ingest, mrun)
+    merged = merge([kept], PARAMS.merge, PARAMS.ingest, PARAMS.content, mrun)
     mrun.finish({"build/merge/merged.jsonl": merged})
     assert [r.lineage.origin["line"] for r in merged][:2] == [1, 5]
     by_line = {e["record"]["lineage"]["origin"]["line"]: e for e in mrun.entries}
@@ -102,7 +102,7 @@ def test_chinese_by_fasttext_but_mostly_digits_is_ledgered_not_a_failed_suite(mi
     run, kept = run_ingest(mini_project)
     run.finish({"build/ingest/manual.jsonl": kept})
     mrun = StageRun("merge", root=mini_project)
-    merged = merge([kept], PARAMS.merge, PARAMS.ingest, mrun)
+    merged = merge([kept], PARAMS.merge, PARAMS.ingest, PARAMS.content, mrun)
     assert [r.lineage.origin["line"] for r in merged] == [1]
     (e,) = mrun.entries
     assert e["reason"] == "lang_not_zh" and "Han characters" in e["detail"]

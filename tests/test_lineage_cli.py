@@ -39,7 +39,7 @@ def build(project, extra_lines=()):
     kept = ingest_manual([project / "data/raw/manual/a.jsonl"], project, PARAMS.ingest, run)
     run.finish({"build/ingest/manual.jsonl": kept})
     mrun = StageRun("merge", root=project)
-    merged = merge([kept], PARAMS.merge, PARAMS.ingest, mrun)
+    merged = merge([kept], PARAMS.merge, PARAMS.ingest, PARAMS.content, mrun)
     mrun.finish({"build/merge/merged.jsonl": merged})
     rrun = StageRun("review", root=project)  # the export stage's input corpus (no review decisions)
     rrun.finish({paths.REVIEWED: rrun.take(merged)})

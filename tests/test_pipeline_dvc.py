@@ -173,6 +173,23 @@ def test_every_record_is_accounted_for_by_id(proj):
     assert ledgered and len(passed_on) > len(read_jsonl(proj / EXPORTED))
 
 
+def test_every_machine_made_record_reaching_review_is_categorized(proj):
+    judged = read_jsonl(proj / paths.JUDGED)
+    made = [r for r in judged if r["source"] != "manual"]
+    assert len(made) == json.loads((proj / paths.metrics("judge")).read_text())["generated"]
+    for r in made:
+        p = r["meta"]["category_pred"]
+        assert set(p) == {"level", "value", "confidence", "by"} and r["meta"]["category_by"] in ("prediction", "table")
+        want = r["meta"]["category_table"] if r["meta"]["category_by"] == "table" else {"level": p["level"],
+                                                                                       "value": p["value"]}
+        assert r["categorization"] == want
+    assert all("category_pred" not in r["meta"] for r in judged if r["source"] == "manual")
+    cv = json.loads((proj / paths.metrics("categorize_train")).read_text())["cross_validation"]
+    assert cv["model"]["value"] > cv["chance"]["value_uniform"] and cv["model"]["level"] > cv["chance"]["level_uniform"]
+    html = (proj / "build/export/report.html").read_text(encoding="utf-8")
+    assert 'id="categorizer"' in html and f">{cv['model']['value']}<" in html
+
+
 def test_every_ledgered_reason_is_declared(proj):
     """docs/reasons.md lists what a build can say: every reason in a real build's ledgers is declared in the code."""
     from vad.reasons import catalogue

@@ -11,13 +11,39 @@ import yaml
 from fastapi.testclient import TestClient
 
 from fake_openai import FakeOpenAI
-from test_review_stage import decide, records, review_project, run, set_review  # noqa: F401 (a fixture)
+from test_review_stage import decide, make_project, records, run, set_review, write_jsonl
+from vad.core import paths
 from vad.core.record import Record
 from vad.review import log
 from vad.review.app import create_app, templates
 
 BASE = "http://127.0.0.1:8765"
 ORIGIN = {"Origin": BASE}
+
+
+@pytest.fixture
+def review_project(tmp_path, monkeypatch):
+    """test_review_stage's project, with the app's corpus (the judge stage's output) beside the review stage's
+    input: the same records, as the judge stage passes hand-written ones on unchanged."""
+    root = make_project(tmp_path)
+    if not (root / paths.JUDGED).exists():
+        write_jsonl(root / paths.JUDGED, records()[0])
+    monkeypatch.chdir(root)
+    return root
+
+
+def judge_meta(recs: list[Record], **by_index: dict) -> list[Record]:
+    """The records with the judge stage's meta keys added to the ones named by index (`r5={...}`)."""
+    out = []
+    for k, r in enumerate(recs):
+        r = Record.from_dict(r.to_dict())
+        r.meta.update(by_index.get(f"r{k}", {}))
+        out.append(r)
+    return out
+
+
+def pred(level: str, value: str, confidence: float, by: str = "tfidf-char12-sgd") -> dict:
+    return {"level": level, "value": value, "confidence": confidence, "by": by}
 
 
 def client(root, reviewer="wang", **kw) -> TestClient:
@@ -291,3 +317,80 @@ def test_guidelines_page_escapes_raw_html(review_project):
     recs, _ = records()
     post(c, "/api/decide", body_for(c, recs[0].id, decision="accept"))
     assert lines(review_project)[0]["guidelines"] == "7"
+
+
+# --- the judge stage's categorization, verdict and flags ------------------------------------------------------------
+JUDGED_EVOL = {
+    "category_pred": pred("social", "法治", 0.42),
+    "category_table": {"level": "nation", "value": "和谐"},
+    "category_by": "table",
+    "judge": {"verdict": "fail", "scores": {"values": 2, "fidelity": None, "fluency": 4}, "failed": ["values"],
+              "problems": ["stereotype", "brand_new_problem"], "reason": "回答带有<b>性别刻板印象</b>",
+              "by": "fake-judge-model"},
+    "flags": [{"reason": "judge_failed", "detail": "values 2 < 3", "by": "JudgeCheck"},
+              {"reason": "category_low_confidence", "detail": "0.42 < 0.6", "by": "CategoryCheck"}],
+}
+
+
+def test_record_page_shows_prediction_table_default_verdict_and_flags(review_project):
+    recs = judge_meta(records()[0], r5=JUDGED_EVOL)
+    write_jsonl(review_project / paths.JUDGED, recs)
+    c = client(review_project)
+    html = c.get(f"/r/{recs[5].id}").text
+    box = html.split('id="judged"')[1].split('<div class="fields')[0]
+    assert "预测分类" in box and "社会 · 法治" in box and "0.42" in box and "tfidf-char12-sgd" in box  # the prediction
+    assert "查表默认" in box and "国家 · 和谐" in box                                                 # the table default
+    assert "查表默认（预测置信度不足）" in box                                                         # which one set it
+    assert "模型评审" in box and "未通过" in box and "fake-judge-model" in box                         # the verdict
+    assert re.search(r"价值观 <span[^>]*>2</span>.*忠实度 <span[^>]*>—</span>.*流畅度 <span[^>]*>4</span>", box, re.S)
+    assert "刻板印象" in box and "brand_new_problem" in box                   # problems (an unknown code shows as is)
+    assert "&lt;b&gt;性别刻板印象&lt;/b&gt;" in box and "<b>性别" not in box  # the judge's reason, escaped
+    assert "模型评审未通过" in box and "values 2 &lt; 3" in box and "JudgeCheck" in box                # the flags
+    assert "分类置信度低" in box and "0.42 &lt; 0.6" in box
+    c.get("/lang?to=en")
+    en = c.get(f"/r/{recs[5].id}").text.split('id="judged"')[1]
+    assert "Predicted category" in en and "table default" in en and "the table default (prediction" in en
+    assert ">fail<" in en and "failed the LLM judge" in en and "low category confidence" in en
+    assert 'id="judged"' not in c.get(f"/r/{recs[0].id}").text  # a hand-written record: the judge left it alone
+
+
+def test_record_page_names_a_prediction_that_set_the_category(review_project):
+    recs = judge_meta(records()[0], r6={"category_pred": pred("social", "公正", 0.91, by="llm:deepseek-chat"),
+                                        "category_table": {"level": "person", "value": "友善"},
+                                        "category_by": "prediction",
+                                        "judge": {"verdict": "pass", "scores": {"values": 5, "fidelity": None,
+                                                                                "fluency": 5}, "failed": [],
+                                                  "problems": [], "reason": "没有问题", "by": "m"}})
+    write_jsonl(review_project / paths.JUDGED, recs)
+    box = client(review_project).get(f"/r/{recs[6].id}").text.split('id="judged"')[1].split('<div class="fields')[0]
+    assert "预测（置信度达到阈值）" in box and "0.91" in box and "llm:deepseek-chat" in box and "个人 · 友善" in box
+    assert "v-pass" in box and "没有问题" in box and 'id="record-flags"' not in box
+
+
+def test_confidence_sort_puts_the_least_sure_prediction_first(review_project):
+    recs = judge_meta(records()[0], r5={"category_pred": pred("nation", "和谐", 0.9)},
+                      r6={"category_pred": pred("social", "公正", 0.3)},
+                      r7={"category_pred": pred("social", "公正", 0.6)})
+    write_jsonl(review_project / paths.JUDGED, recs)
+    c = client(review_project)
+    ids = queue_ids(c, "state=pending&sort=confidence")
+    assert ids == [recs[6].id, recs[7].id, recs[5].id] + [r.id for r in recs[:5]]  # no prediction: last, in order
+    assert queue_ids(c, "state=pending")[0] == recs[0].id
+    assert 'value="confidence" selected' in c.get("/queue?state=pending&sort=confidence").text
+
+
+def test_flags_sort_puts_flagged_and_failed_records_first(review_project):
+    recs = judge_meta(records()[0],
+                      r3={"judge": {"verdict": "pass", "scores": {"values": 5}, "failed": [], "problems": []}},
+                      r6={"flags": [{"reason": "content_refusal_only", "detail": "回答只是拒绝", "by": "ContentCheck"}]},
+                      r7={"judge": {"verdict": "error", "scores": {}, "failed": [], "problems": [],
+                                    "reason": "timeout", "by": "m"}})
+    write_jsonl(review_project / paths.JUDGED, recs)
+    c = client(review_project)
+    ids = queue_ids(c, "state=pending&sort=flags")
+    assert ids == [recs[6].id, recs[7].id] + [r.id for r in recs[:6] if r is not recs[6]]
+    assert ids.index(recs[3].id) == 5  # a passing verdict is no objection: file order among the rest
+    table = c.get("/queue?state=pending&sort=flags").text.split('<table class="grid queue">')[1]
+    assert table.count("⚑1") == 2
+    html = c.get(f"/r/{recs[6].id}").text
+    assert "只有拒答" in html and "回答只是拒绝" in html and "ContentCheck" in html

@@ -114,6 +114,7 @@ def make_project(root: Path, recs: list[Record] | None = None, review: dict | No
     default, seeds = records()
     recs = default if recs is None else recs
     write_jsonl(root / "build/ifd/selected.jsonl", recs)
+    write_jsonl(root / "build/judge/judged.jsonl", recs)  # the review stage reads the judge stage's output
     write_jsonl(root / "build/seeds/seeds.jsonl", seeds)
     dup = manual(9, recs[0].instruction, recs[0].output + "希望对你有帮助。", "person", "诚信")
     write_jsonl(root / "build/ledger/merge.jsonl", [
@@ -267,7 +268,7 @@ def test_stale_decision_after_upstream_edit_is_flagged_not_applied(tmp_path, mon
     changed[1].output += "同时，自己也不要在公共区域堆放物品。"
     changed[1] = Record.from_dict({**changed[1].to_dict(), "id": ""})  # new text, new id, same raw line
     assert changed[1].id != recs[1].id and changed[0].id == recs[0].id
-    write_jsonl(root / "build/ifd/selected.jsonl", changed)
+    write_jsonl(root / "build/judge/judged.jsonl", changed)
     m, out, ledger = run(root)
     held = {e["id"]: e for e in ledger}
     assert recs[0].id in held and held[recs[0].id]["reason"] == "review_pending"  # the reject is not applied
@@ -304,7 +305,7 @@ def test_edited_records_go_through_the_cheap_checks_again(review_project):
     decide(review_project, recs[3], "wang", "edit", fields={"output": "好" * 5000})
     m, out, ledger = run(review_project)
     why = {e["record"]["output"][:5]: e for e in ledger if e["reason"] != "review_pending"}
-    assert why["Waste"]["reason"] == "lang_not_zh" and recs[5].id in why["Waste"]["record"]["lineage"]["parents"]
+    assert why["Waste"]["reason"] == "content_few_han" and recs[5].id in why["Waste"]["record"]["lineage"]["parents"]
     dup = why[recs[0].output[:5]]
     assert dup["reason"] == "exact_duplicate" and dup["dup_of"] == recs[0].id and "after a review edit" in dup["detail"]
     assert why["好" * 5]["reason"] == "too_long"
@@ -407,3 +408,32 @@ def test_real_changes_ignore_whitespace():
     assert log.real_changes(r, {"output": r.output + "  \n", "instruction": r.instruction.replace("，", ",")}) == {}
     assert log.real_changes(r, {"output": r.output + "谢谢。"}) == {"output": r.output + "谢谢。"}
     assert log.real_changes(r, {"categorization": dict(r.categorization)}) == {}
+
+
+# --- the machine against the people --------------------------------------------------------------------------------
+def test_machine_vs_people_from_a_decision_log_with_known_answers(tmp_path, monkeypatch):
+    """Three machine-made records with predictions and verdicts, decided by a reviewer: the review stage's `machine`
+    figures follow from the log (kept 1 of 2 categories, 1 move, the judge right once, wrong once)."""
+    recs, _ = records()
+    stereo, civic, tr = recs[5], recs[6], recs[7]
+    pred = lambda lvl, val: {"level": lvl, "value": val, "confidence": 0.6, "by": "tfidf-char12-sgd"}  # noqa: E731
+    verdict = lambda v: {"verdict": v, "scores": {}, "failed": [], "problems": [], "reason": "", "by": "m"}  # noqa: E731
+    stereo.meta.update(category_pred=pred("social", "平等"), judge=verdict("fail"),
+                       flags=[{"reason": "judge_failed", "detail": "", "by": "judge"}])
+    civic.meta.update(category_pred=pred(civic.categorization["level"], civic.categorization["value"]),
+                      judge=verdict("fail"), flags=[{"reason": "judge_failed", "detail": "", "by": "judge"}])
+    tr.meta.update(category_pred=pred("person", "诚信"), judge=verdict("pass"))
+    root = make_project(tmp_path, recs)
+    monkeypatch.chdir(root)
+    decide(root, stereo, "wang", "reject", reason="stereotype")          # flagged and rejected: a true positive
+    decide(root, civic, "wang", "accept")                                 # flagged but kept: a false positive
+    decide(root, tr, "wang", "edit", fields={"categorization": {"level": "social", "value": "法治"}})  # moved
+    m, _out, _ledger = run(root)
+    a = m["machine"]["all"]
+    assert (a["decided"], a["rejected"], a["category_decided"], a["category_kept"]) == (3, 1, 2, 1)
+    assert a["category_kept_rate"] == 0.5 and a["moved_to"] == {"social/法治": 1}
+    assert a["moves"] == {"person/诚信 → social/法治": 1}
+    assert a["judge_vs_rejected"] == {"n": 3, "flagged": 2, "rejected": 1, "true_positive": 1, "precision": 0.5,
+                                      "recall": 1.0}
+    by = m["machine"]["by_source"]
+    assert by["evol"]["category_kept_rate"] == 1.0 and by["translated"]["category_kept_rate"] == 0.0

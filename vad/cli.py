@@ -113,6 +113,14 @@ def _pipeline(a: argparse.Namespace) -> int:
     return 0
 
 
+def _categorize(a: argparse.Namespace) -> int:
+    from vad.judge.apply import categorize_file
+
+    summary = categorize_file(Path(a.file), Path(a.output), Path(a.root), a.params)
+    print(json.dumps(summary, ensure_ascii=False, indent=2))
+    return 0
+
+
 def _docs(a: argparse.Namespace) -> int:
     from vad import reasons
 
@@ -209,6 +217,14 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("pipeline", help="write dvc.yaml from the stage declarations, or check it is up to date")
     p.add_argument("action", choices=["write", "check"])
     p.set_defaults(fn=_pipeline)
+
+    p = sub.add_parser("categorize", help="predict the category of every record of a JSONL file with the "
+                                          "workspace's trained categorizer (each line + meta.category_pred)")
+    p.add_argument("file")
+    p.add_argument("-o", "--output", required=True)
+    p.add_argument("--root", default=".", help="the project whose build/categorizer/model.pkl and params to use")
+    p.add_argument("--params", default=None, help="params.yaml (default: the project's)")
+    p.set_defaults(fn=_categorize)
 
     p = sub.add_parser("docs", help="write docs/reasons.md (the reason codes) from their declarations, or check it")
     p.add_argument("action", choices=["write", "check"])

@@ -14,7 +14,7 @@ import vad
 from vad.core.filters import Filter
 
 DOC = Path(vad.__file__).resolve().parents[1] / "docs" / "reasons.md"  # in the source tree
-_DICTS = ("LEDGER_REASONS", "LLM_REASONS")
+_DICTS = ("LEDGER_REASONS", "LLM_REASONS", "FLAG_REASONS")
 _SKIP = ("vad.review.app", "vad.cli", "vad.reasons")  # modules that start or import servers / the CLI
 
 

@@ -187,6 +187,7 @@ class TranslateParams(Section):
     min_len_ratio: float = Field(0.25, gt=0)
     max_len_ratio: float = Field(1.5, gt=0)
     max_english_run: int = Field(40, ge=0)
+    max_latin_share: float = Field(0.2, ge=0, le=1)
 
     @model_validator(mode="after")
     def _order(self):
@@ -213,6 +214,47 @@ class MergeParams(Section):
             raise _at("near_dup_threshold", f"{self.near_dup_threshold} cannot be banded with num_perm {self.num_perm} "
                                             f"(datasketch: {e})") from None
         return self
+
+
+class ContentParams(Section):
+    """Offline content checks of machine-made records in merge (vad/quality/content.py)."""
+
+    section: ClassVar[str] = "content"
+    max_dup_ngram_frac: float = Field(0.5, ge=0, le=1)
+    min_han_chars: int = Field(4, ge=0)
+    max_mark_share: float = Field(0.1, ge=0, le=1)
+    refusal_max_chars: int = Field(80, ge=0)
+    actions: dict[Literal["content_loop", "content_few_han", "content_marks", "content_refusal_only"],
+                  Literal["drop", "flag"]] = {"content_loop": "drop", "content_few_han": "drop",
+                                              "content_marks": "drop", "content_refusal_only": "flag"}
+
+    @model_validator(mode="after")
+    def _every_action(self):
+        missing = {"content_loop", "content_few_han", "content_marks", "content_refusal_only"} - set(self.actions)
+        if missing:
+            raise ValueError(f"actions: no action (drop | flag) for {', '.join(sorted(missing))}")
+        return self
+
+
+class CategorizeParams(Section):
+    """The categorizer of machine-made records (vad/judge/categorizer.py, stages categorize_train and judge)."""
+
+    section: ClassVar[str] = "categorize"
+    by: Literal["auto", "model", "llm"] = "auto"    # auto: the LLM when the judge runs, else the offline model
+    min_confidence: float = Field(0.25, ge=0, le=1)  # below: the table default stays and the record is flagged
+    folds: int = Field(5, ge=2)                      # cross-validation folds of the stage's metrics
+    seed: int = 0
+
+
+class JudgeParams(Section):
+    """The LLM judge of machine-made records (vad/judge/llm_judge.py)."""
+
+    section: ClassVar[str] = "judge"
+    enabled: Literal["auto", "true", "false"] = "auto"  # auto: on with an endpoint (llm.backend openai)
+    min_values: int = Field(3, ge=1, le=5)
+    min_fidelity: int = Field(3, ge=1, le=5)
+    min_fluency: int = Field(3, ge=1, le=5)
+    on_fail: Literal["flag", "drop"] = "flag"
 
 
 class IFDParams(Section):
@@ -347,7 +389,8 @@ class EvalParams(Section):
 
 
 SECTIONS: dict[str, type[Section]] = {cls.section: cls for cls in (
-    IngestParams, SeedsParams, SelectParams, LLMParams, EvolParams, TranslateParams, MergeParams, IFDParams,
+    IngestParams, SeedsParams, SelectParams, LLMParams, EvolParams, TranslateParams, MergeParams, ContentParams, IFDParams,
+    CategorizeParams, JudgeParams,
     ReviewParams, ExportParams, EvalParams)}
 
 
@@ -362,7 +405,10 @@ class Params(BaseModel):
     evol: EvolParams
     translate: TranslateParams
     merge: MergeParams
+    content: ContentParams
     ifd: IFDParams
+    categorize: CategorizeParams
+    judge: JudgeParams
     review: ReviewParams
     export: ExportParams
     eval: EvalParams

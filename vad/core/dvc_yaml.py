@@ -24,11 +24,12 @@ DATASET_INTRO = """\
 # The VAD dataset build (`dvc repro`). Data flow:
 #
 #   data/raw/manual ───ingest_manual──────────────────────────────────────┐
-#   data/raw/cvalues ──seeds──> build/seeds ──evolve (LLM)──> build/evolve ├─merge─> ifd_score ─> ifd_select ─> review ─> export
-#   data/raw/saferlhf ─select_pairs─> build/select ─translate (LLM)───────┘
+#   data/raw/cvalues ──seeds──> build/seeds ──evolve (LLM)──> build/evolve ├─merge─> ifd_score ─> ifd_select ─> judge ─> review ─> export
+#   data/raw/saferlhf ─select_pairs─> build/select ─translate (LLM)───────┘                                   ↑
+#                   build/ingest + build/ifd/selected + review/decisions ──categorize_train (the categorizer)─┘
 #
-# Every stage also writes build/ledger/<stage>.jsonl (each record it did not pass on, with a reason) and
-# build/metrics/<stage>.json. Deps are the stage's data, its params, and its code (the script's import closure).
+# Every stage that passes records on also writes build/ledger/<stage>.jsonl (each record it did not pass on, with
+# a reason: docs/reasons.md) and every stage build/metrics/<stage>.json. Deps are the stage's data, its params, and its code (the script's import closure).
 """
 EVALUATION_INTRO = """\
 # CValues-style evaluation of a model (not part of the dataset build): `dvc repro evaluation/dvc.yaml`.

@@ -55,6 +55,7 @@ PARSE_MIN_RATIO, PARSE_MAX_RATIO = 0.2, 3.0
 POLISH_MIN_RATIO, POLISH_MAX_RATIO = 0.5, 2.0
 POLISH_MIN_OVERLAP = 0.3  # share of the draft's distinct Han characters the polished text must keep
 _SENT = re.compile(r"(?<=[.!?;:])\s+|(?<=[.!?][\"')\]])\s+")
+_LATIN_LETTER = re.compile(r"[A-Za-z]")
 _LATIN_RUN = re.compile(r"[A-Za-z][A-Za-z0-9 ,.'’\-/&()]*[A-Za-z0-9]")
 
 
@@ -182,10 +183,11 @@ class LengthRatio(Filter):
 
 class EnglishLeft(Filter):
     reasons = {"translate_english_left": "a translated field keeps a run of Latin text longer than "
-                                         "`translate.max_english_run`"}
+                                         "`translate.max_english_run`, or more Latin letters than "
+                                         "`translate.max_latin_share` of its characters"}
 
-    def __init__(self, max_run: int):
-        self.max_run = int(max_run)
+    def __init__(self, max_run: int, max_share: float = 1.0):
+        self.max_run, self.max_share = int(max_run), float(max_share)
 
     def decide(self, rec: Record, stats: None) -> Drop | None:
         for name, zh, _en in field_pairs(rec):
@@ -194,6 +196,10 @@ class EnglishLeft(Filter):
                 return Drop(self.reason, f"{name}: {len(longest)}-character run of Latin text "
                                          f"(> max_english_run={self.max_run}): {longest[:60]!r}",
                             {"field": name, "run": len(longest)})
+            share = round(len(_LATIN_LETTER.findall(zh)) / max(1, content_chars(zh)), 3)
+            if share > self.max_share:
+                return Drop(self.reason, f"{name}: {share:.0%} Latin letters (> max_latin_share={self.max_share})",
+                            {"field": name, "latin_share": share})
         return None
 
 
@@ -293,7 +299,7 @@ def run(pairs: list[Record], params: TranslateParams, client, stage_run: StageRu
     out = built
     for name, rule in (("after_not_zh", NotChinese()),
                        ("after_len_ratio", LengthRatio(params.min_len_ratio, params.max_len_ratio)),
-                       ("after_english_left", EnglishLeft(params.max_english_run))):
+                       ("after_english_left", EnglishLeft(params.max_english_run, params.max_latin_share))):
         out = funnel.filter(out, name, [rule])
     seen: set[str] = set()
     final = []

@@ -29,7 +29,7 @@ from typing import Any
 
 from vad.core import paths
 from vad.core.errors import InputError
-from vad.core.pipeline import DATASET
+from vad.core.pipeline import DATASET, RECORD_STAGES
 from vad.core.taxonomy import LEVEL_ZH, LEVELS, PAIRS, SOURCES
 from vad.publish import layout
 from vad.publish.card import markdown_table, non_commercial
@@ -98,7 +98,7 @@ def funnel_rows(metrics: dict[str, dict]) -> list[dict[str, Any]]:
     rows = []
     for i, stage in enumerate(DATASET, start=1):
         m = metrics.get(stage)
-        if m is not None:
+        if m is not None and stage in RECORD_STAGES:
             rows.append({"step": f"{i:02d} {stage}", "stage": stage,
                          **{k: int(m.get(k) or 0) for k in FUNNEL_COLUMNS[2:]}})
     return rows
@@ -481,6 +481,8 @@ def _render_html(f: Figures, evaluation_note: str) -> str:
         body = _note("No stage of this build called an LLM.")
     sections.append(_section("llm", "LLM calls, cache, tokens, cost", body))
 
+    sections.append(_section("machine", "Categorizer and judge", machine_section(f)))
+
     review = f.of("review")
     if review:
         shown = [[k, review[k]] for k in REVIEW_KEYS if k in review]
@@ -517,7 +519,8 @@ def _render_html(f: Figures, evaluation_note: str) -> str:
               + '<div class="cards">' + "".join(f'<div class="card"><b>{_e(v)}</b>{_e(k)}</div>' for k, v in cards)
               + "</div><nav>" + "".join(f'<a href="#{a}">{t}</a>' for a, t in (
                   ("funnel", "funnel"), ("drops", "drops"), ("ifd", "IFD"), ("categories", "categories"),
-                  ("llm", "LLM"), ("review", "review"), ("evaluation", "evaluation"))) + "</nav>")
+                  ("llm", "LLM"), ("machine", "categorizer"), ("review", "review"),
+                  ("evaluation", "evaluation"))) + "</nav>")
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
             f'<meta http-equiv="Content-Security-Policy" content="{CSP}">'
             '<meta name="viewport" content="width=device-width, initial-scale=1">'
@@ -526,6 +529,57 @@ def _render_html(f: Figures, evaluation_note: str) -> str:
             + _note("Every figure comes from the build's metrics files (build/metrics/*.json) and ifd_select's "
                     "histogram; look any record up with <code>vad trace ROW_OR_ID</code>.")
             + "</body></html>\n")
+
+
+def categorizer_rows(train: dict) -> list[list[Any]]:
+    """Cross-validated accuracy of the categorizer beside its baselines and chance (categorize_train metrics)."""
+    cv = train.get("cross_validation") or {}
+    b, ch = cv.get("baselines") or {}, cv.get("chance") or {}
+    rows = [["categorizer (cross-validated)", (cv.get("model") or {}).get("n"), (cv.get("model") or {}).get("value"),
+             (cv.get("model") or {}).get("level")]]
+    rows += [[f"baseline: {k.replace('_', ' ')}", (b.get(k) or {}).get("n"), (b.get(k) or {}).get("value"),
+              (b.get(k) or {}).get("level")] for k in ("nearest_centroid", "domain_table")]
+    rows.append(["chance (uniform)", None, ch.get("value_uniform"), ch.get("level_uniform")])
+    return rows
+
+
+def machine_section(f: Figures) -> str:
+    train, judged, review = f.of("categorize_train"), f.of("judge"), f.of("review")
+    if not train and not judged:
+        return _note("This build has no categorizer or judge metrics.")
+    body = ""
+    if train:
+        body += (_note(f"The offline categorizer ({_e(train.get('model'))}), trained on {_e(_fmt(train.get('examples')))} "
+                       "examples (hand-written records and the categories reviewers settled). The domain table is "
+                       "measured on reviewed machine-made records only.")
+                 + _table(["categorizer", "n", "value accuracy", "level accuracy"], categorizer_rows(train),
+                          "categorizer"))
+    if judged:
+        rows = []
+        for src, s in (judged.get("by_source") or {}).items():
+            cb = s.get("category_by") or {}
+            j = s.get("judge") or {}
+            rows.append([src, s.get("records"), cb.get("prediction"), cb.get("table"), cb.get("review"),
+                         s.get("changed_from_table"), s.get("flagged"), j.get("fail"), j.get("error")])
+        body += (_note(f"Judge stage: categories by {_e(judged.get('categorized_by'))}, min_confidence "
+                       f"{_e(judged.get('min_confidence'))}, LLM judge {'on' if judged.get('judge_enabled') else 'off'}.")
+                 + _table(["source", "records", "by prediction", "table (low confidence)", "by review",
+                           "changed from table", "flagged", "judge fail", "judge error"], rows, "judge"))
+    machine = (review.get("machine") or {}).get("by_source") or {}
+    if machine:
+        rows = []
+        for src, m in machine.items():
+            jq, fq = m.get("judge_vs_rejected") or {}, m.get("flags_vs_rejected") or {}
+            rows.append([src, m.get("decided"), m.get("category_kept_rate"),
+                         ", ".join(f"{k} {v}" for k, v in (m.get("moved_to") or {}).items()) or "—",
+                         jq.get("precision"), jq.get("recall"), fq.get("precision"), fq.get("recall")])
+        body += (_note("Against the reviewers' decisions: how often they kept the predicted category, where they "
+                       "moved records, and how well a failing judge verdict / any flag foresaw a rejection.")
+                 + _table(["source", "decided", "kept predicted category", "moved to", "judge precision",
+                           "judge recall", "flags precision", "flags recall"], rows, "machine"))
+    else:
+        body += _note("No reviewer has decided a machine-made record yet: no agreement figures.")
+    return body
 
 
 def render_markdown(f: Figures) -> str:

@@ -28,6 +28,8 @@ from vad.core.record import Record
 from vad.core.taxonomy import LEVELS
 from vad.quality.dedup import exact_dedup, near_dedup
 from vad.quality.length import LengthBounds
+from vad.judge.agreement import machine_vs_people, outcome
+from vad.quality.content import ContentCheck
 from vad.quality.merge import CategoryCheck, LanguageCheck
 from vad.review.agreement import cohen_kappa, wilson
 from vad.review.log import TEXT_FIELDS, Decision, content_sha256, origin_key, read_log
@@ -87,6 +89,7 @@ class EditChecks:
     def __init__(self, params: Any):
         m = params.merge
         self.filters = [CategoryCheck(), LengthBounds(params.ingest.min_chars, params.ingest.max_chars),
+                        ContentCheck(params.content),
                         LanguageCheck(m.lang, m.min_lang_score)]
         self.dedup = (m.near_dup_threshold, m.ngram, m.num_perm)
 
@@ -136,6 +139,7 @@ def review(records: list[Record], decisions: list[Decision], params: Any, run: S
     pairs: dict[str, list[tuple[str, str]]] = {lvl: [] for lvl in LEVELS}
     progress = {lvl: Counter() for lvl in LEVELS}
     sample = Counter()
+    outcomes = []  # decided machine-made records: the machine's word against the people's
     for rec, st in zip(records, sts):
         level = rec.categorization.get("level")
         pair = agreement_pair(rec.id, st, a)
@@ -150,6 +154,8 @@ def review(records: list[Record], decisions: list[Decision], params: Any, run: S
         if st.status == "decided":
             d = st.applied
             n["decided"] += 1
+            if rec.source in GENERATED_SOURCES:
+                outcomes.append(outcome(rec, d.decision, d.fields.get("categorization") if d.decision == "edit" else None))
             sample["reviewed"] += in_sample
             if d.decision == "reject":
                 n["rejected"] += 1
@@ -184,7 +190,7 @@ def review(records: list[Record], decisions: list[Decision], params: Any, run: S
     n_before = len(kept)
     kept = checks.duplicates(kept, edits, run)
     n["edit_failed_checks"] += n_before - len(kept)
-    return kept, metrics(p, n, pairs, progress, sample, decisions, unmatched)
+    return kept, {**metrics(p, n, pairs, progress, sample, decisions, unmatched), "machine": machine_vs_people(outcomes)}
 
 
 def metrics(p: Any, n: Counter, pairs: dict[str, list[tuple[str, str]]], progress: dict[str, Counter],

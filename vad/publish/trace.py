@@ -16,7 +16,7 @@ from vad.core.record import SAME_CONTENT, sha256_text
 
 # The corpora a record can be found in, in pipeline order (a record keeps its id until its text changes).
 CORPORA = (paths.MANUAL, paths.SEEDS, paths.PAIRS, paths.EVOL, paths.TRANSLATED, paths.MERGED, paths.SCORED,
-           paths.SELECTED, paths.REVIEWED)
+           paths.SELECTED, paths.JUDGED, paths.REVIEWED)
 # vad.json holds the export stage's input (stages/export.py), in order, less what the export stage ledgers.
 EXPORT_STAGE = "export"
 EXPORT_INPUT = paths.REVIEWED

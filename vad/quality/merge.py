@@ -1,10 +1,12 @@
-"""Merge the corpora: category, length and language checks, then exact and near-duplicate removal.
+"""Merge the corpora: category, length, content (machine-made records) and language checks, then exact and
+near-duplicate removal.
 
 Order matters and is fixed: corpora in the order given (manual first, so hand-written text wins a duplicate
 tie), then each record's file order."""
 from __future__ import annotations
 
 from vad.core.text import MIN_HAN_RATIO, han_ratio
+from vad.quality.content import ContentCheck
 from vad.quality.dedup import exact_dedup, near_dedup
 from vad.quality.lang import detect_lang
 from vad.quality.length import LengthBounds
@@ -58,10 +60,11 @@ class LanguageCheck(Filter):
         return None
 
 
-def merge(corpora: list[list[Record]], params: "MergeParams", lengths: "IngestParams", run: StageRun) -> list[Record]:
+def merge(corpora: list[list[Record]], params: "MergeParams", lengths: "IngestParams", content: "ContentParams",
+          run: StageRun) -> list[Record]:
     records = [r for corpus in corpora for r in run.take(corpus)]
     records = run.apply(records, [CategoryCheck(), LengthBounds(lengths.min_chars, lengths.max_chars),
-                                  LanguageCheck(params.lang, params.min_lang_score)])
+                                  ContentCheck(content), LanguageCheck(params.lang, params.min_lang_score)])
     records = exact_dedup(records, run)
     records = near_dedup(records, params.near_dup_threshold, params.ngram, params.num_perm, run)
     for rec in records:

@@ -1,4 +1,5 @@
-"""`vad review serve`: the review app (FastAPI + Jinja2), over the records the review stage receives.
+"""`vad review serve`: the review app (FastAPI + Jinja2), over the records the review stage receives
+(build/judge/judged.jsonl: machine-made records categorized and judged, their objections first under "flags").
 
 Pages are rendered on the server, one record at a time (a 30k-record queue never goes to the browser); the
 keyboard does the work (static/review.js); every decision is one line appended to the decision log
@@ -30,7 +31,7 @@ from vad.review.board import EVERYONE, QUEUE_STATES, SORTS, Board, Query, QueryE
 from vad.review.corpus import Context, Corpus
 from vad.review.diff import char_diff
 from vad.review.guidelines import read_guidelines
-from vad.review.i18n import KEYS, LANGS, reason_label, translator
+from vad.review.i18n import KEYS, LANGS, labeller, reason_label, translator
 from vad.review.log import TEXT_FIELDS, append, new_decision, real_changes
 from vad.review.state import latest_active
 
@@ -65,7 +66,7 @@ def create_app(root: str | Path = ".", *, reviewer: str = "", token: str = "") -
     any non-loopback address); without it only loopback Host names are served."""
     root = Path(root).resolve()
     params = load_params(root / "params.yaml")
-    corpus = Corpus(root / paths.SELECTED)
+    corpus = Corpus(root / paths.JUDGED)
     context = Context(corpus, root)
     board = Board(corpus, root / paths.REVIEW_DECISIONS, params.review, root / paths.REVIEW_SUGGESTIONS)
     log_path = root / paths.REVIEW_DECISIONS
@@ -96,7 +97,7 @@ def create_app(root: str | Path = ".", *, reviewer: str = "", token: str = "") -
         who = me(request)
         back = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         html = env.get_template(name).render(
-            t=translator(lg), lang=lg, me=who, adjudicator=board.is_adjudicator(who), keys=KEYS, back=back,
+            t=translator(lg), lb=labeller(lg), lang=lg, me=who, adjudicator=board.is_adjudicator(who), keys=KEYS, back=back,
             guidelines_version=guide.version, title=title, levels=LEVELS,
             level_zh=LEVEL_ZH if lg == "zh" else {k: k for k in LEVELS},
             reason_label=lambda code: reason_label(code, board.reasons, lg), **kw)

@@ -17,7 +17,7 @@ from vad.review.log import Decision, LogTail
 from vad.review.state import STATES, Assignment, RecordState, group, resolve
 
 QUEUE_STATES = (*STATES, "all")
-SORTS = ("order", "flags", "ifd")
+SORTS = ("order", "flags", "confidence", "ifd")
 EVERYONE = "*"
 
 
@@ -148,8 +148,10 @@ class Board:
         return "decided" if st.status == "decided" else "pending"
 
     def flags(self, i: int) -> int:
+        """Objections to the record: the judge stage's (meta.flags, a failed or errored verdict) and the review
+        suggestions' flags (vad/review/suggest.py)."""
         s = self.suggestions.get(self.corpus.ids[i])
-        return len(s.get("flags") or []) if s else 0
+        return self.corpus.objections[i] + (len(s.get("flags") or []) if s else 0)
 
     def queue(self, q: Query, me: str) -> list[int]:
         """Indices of the records in the queue, in its order."""
@@ -181,6 +183,8 @@ class Board:
         skipped = self.skipped.get(who, set())
         if q.sort == "flags":
             out.sort(key=lambda i: (-self.flags(i), i in skipped, i))
+        elif q.sort == "confidence":  # the categorizer's least sure first; records without a prediction last
+            out.sort(key=lambda i: (c.confidence[i] is None, c.confidence[i] or 0.0, i in skipped, i))
         elif q.sort == "ifd":
             out.sort(key=lambda i: (c.ifd[i] is None, c.ifd[i] or 0.0, i))
         elif skipped:

@@ -1,10 +1,12 @@
 """What the review app shows: the records the review stage receives, indexed once, and each record's context.
 
 At 30k records the app must not hold every record as a dict, nor send them to the browser: `Corpus` keeps, per
-record, its byte offset in build/ifd/selected.jsonl and the few fields queues filter on (source, level, value,
-IFD, content sha256), and reads the full record from disk when a page shows it. `Context` finds what a reviewer
+record, its byte offset in build/judge/judged.jsonl and the few fields queues filter and sort on (source, level,
+value, IFD, content sha256, the categorizer's confidence, the number of objections), and reads the full record
+from disk when a page shows it. `Context` finds what a reviewer
 needs beside the record: the drops of its duplicates (merge ledger `dup_of`), the parent prompt of an evolution
-(seeds / evolve corpora), the English original of a translation (in the record's meta)."""
+(seeds / evolve corpora), the English original of a translation (in the record's meta), and what the judge stage
+made of a machine-made record (meta.category_pred / category_table / category_by, meta.judge, meta.flags)."""
 from __future__ import annotations
 
 import bisect
@@ -21,6 +23,43 @@ from vad.review.log import content_sha256, origin_key
 
 _ID_AT_START = re.compile(rb'^\{\s*"id"\s*:\s*"([^"]+)"')
 CACHE_RECORDS = 512
+BAD_VERDICTS = ("fail", "error")
+# the flag a judge stage adds for a bad verdict: a verdict with one of these is not counted a second time
+_VERDICT_FLAGS = {"fail": "judge_failed", "error": "judge_error"}
+
+
+def confidence_of(meta: dict[str, Any]) -> float | None:
+    """The categorizer's confidence in its prediction (meta.category_pred.confidence), None without one."""
+    pred = meta.get("category_pred")
+    c = pred.get("confidence") if isinstance(pred, dict) else None
+    return float(c) if isinstance(c, (int, float)) and not isinstance(c, bool) else None
+
+
+def flags_of(meta: dict[str, Any]) -> list[dict[str, str]]:
+    """The judge stage's objections (meta.flags), as {reason, detail, by}."""
+    raw = meta.get("flags")
+    out = []
+    for f in raw if isinstance(raw, list) else []:
+        if isinstance(f, dict) and f.get("reason"):
+            out.append({"reason": str(f["reason"]), "detail": str(f.get("detail") or ""), "by": str(f.get("by") or "")})
+        elif isinstance(f, str) and f:
+            out.append({"reason": f, "detail": "", "by": ""})
+    return out
+
+
+def verdict_of(meta: dict[str, Any]) -> str:
+    j = meta.get("judge")
+    return str(j.get("verdict") or "") if isinstance(j, dict) else ""
+
+
+def objections(meta: dict[str, Any]) -> int:
+    """How many objections the judge stage raised: its flags, plus a failed / errored verdict no flag names."""
+    flags = flags_of(meta)
+    verdict = verdict_of(meta)
+    n = len(flags)
+    if verdict in BAD_VERDICTS and not any(f["reason"] == _VERDICT_FLAGS[verdict] for f in flags):
+        n += 1
+    return n
 
 
 class Corpus:
@@ -28,13 +67,15 @@ class Corpus:
         self.path = Path(path)
         if not self.path.exists():
             raise FileNotFoundError(f"{self.path} not found: build the review stage's input first "
-                                    "(`dvc repro ifd_select`)")
+                                    "(`dvc repro judge`)")
         self.ids: list[str] = []
         self.offsets: list[int] = []
         self.source: list[str] = []
         self.level: list[str] = []
         self.value: list[str] = []
         self.ifd: list[float | None] = []
+        self.confidence: list[float | None] = []  # meta.category_pred.confidence
+        self.objections: list[int] = []  # meta.flags, and a failed judge verdict
         self.sha: list[str] = []
         self.origin: list[str] = []
         self.pos: dict[str, int] = {}
@@ -56,6 +97,8 @@ class Corpus:
                     self.level.append(rec.categorization.get("level", ""))
                     self.value.append(rec.categorization.get("value", ""))
                     self.ifd.append((rec.meta.get("ifd") or {}).get("ifd"))
+                    self.confidence.append(confidence_of(rec.meta))
+                    self.objections.append(objections(rec.meta))
                     self.sha.append(content_sha256(rec))
                     self.origin.append(origin_key(rec))
                     self.pos.setdefault(rec.id, i)
@@ -132,7 +175,33 @@ class Context:
             "original": original if rec.source == "translated" else {},
             "rejected_zh": rec.meta.get("rejected_zh", ""),
             "dups": self.dups.get(rec.id, []),
+            **judged(rec),
         }
+
+
+def judged(rec: Record) -> dict[str, Any]:
+    """What the judge stage made of the record, for the record page: the categorizer's prediction beside the
+    table default and which of them (or a reviewer) set the categorization; the LLM judge's verdict; the flags.
+    Empty values for a hand-written record (the judge stage leaves those alone)."""
+    m = rec.meta
+    pred = m.get("category_pred") if isinstance(m.get("category_pred"), dict) else {}
+    table = m.get("category_table") if isinstance(m.get("category_table"), dict) else {}
+    j = m.get("judge") if isinstance(m.get("judge"), dict) else {}
+    judge = {}
+    if j:
+        scores = j.get("scores") if isinstance(j.get("scores"), dict) else {}
+        judge = {"verdict": verdict_of(m), "scores": scores,
+                 "failed": [str(x) for x in j.get("failed") or [] if x],
+                 "problems": [str(x) for x in j.get("problems") or [] if x],
+                 "reason": str(j.get("reason") or ""), "by": str(j.get("by") or "")}
+    return {
+        "pred": {"level": str(pred.get("level") or ""), "value": str(pred.get("value") or ""),
+                 "confidence": confidence_of(m), "by": str(pred.get("by") or "")} if pred else {},
+        "table": {"level": str(table.get("level") or ""), "value": str(table.get("value") or "")} if table else {},
+        "category_by": str(m.get("category_by") or ""),
+        "judge": judge,
+        "flags": flags_of(m),
+    }
 
 
 def _dup_row(e: dict[str, Any]) -> dict[str, Any]:

@@ -25,7 +25,7 @@ ZH = {
     "op_complicate_input": "复杂化输入", "op_breadth": "广度进化（新指令）", "round": "第 {r} 轮", "parent": "父指令",
     "parent_missing": "父指令不在构建结果中", "dups": "被判为本条重复而删去的样本（{n}）", "state": "状态",
     "source": "来源", "any": "全部", "level": "层级", "value": "价值", "me": "我", "everyone": "所有人", "sort": "排序",
-    "sort_order": "原始顺序", "sort_flags": "模型提示优先", "sort_ifd": "IFD 从低到高", "filter": "筛选",
+    "sort_order": "原始顺序", "sort_flags": "有问题的优先（标记、评审未通过、模型提示）", "sort_ifd": "IFD 从低到高", "filter": "筛选",
     "showing": "第 {a}–{b} 条，共 {n} 条", "start": "开始审核", "total": "总数", "log_lines": "决定记录 {n} 行",
     "unmatched": "{n} 条决定对应的样本已不在本次构建中", "per_reviewer": "按审核员", "per_category": "按分类",
     "records": "样本", "agreement": "一致性", "overall": "总体", "pairs": "{n} 对双人审核", "who": "你是哪位审核员？",
@@ -36,6 +36,18 @@ ZH = {
     "saved": "已保存", "no_change": "没有实际修改（只改空白不算）", "pick_reason": "请选择拒绝理由",
     "nothing_to_undo": "没有可撤销的决定", "error": "出错了", "not_found": "找不到这条样本",
     "bad_query": "筛选条件有误", "changed_upstream": "样本内容已在上游改变，请刷新页面后再审",
+    "sort_confidence": "分类置信度从低到高",
+    "machine": "判定阶段", "cat_pred": "预测分类", "confidence": "置信度", "cat_table": "查表默认",
+    "cat_by": "当前分类来自", "cat_by_prediction": "预测（置信度达到阈值）", "cat_by_table": "查表默认（预测置信度不足）",
+    "cat_by_review": "审核员已确定", "verdict": "模型评审", "verdict_pass": "通过", "verdict_fail": "未通过",
+    "verdict_error": "出错", "scores": "评分", "score_values": "价值观", "score_fidelity": "忠实度",
+    "score_fluency": "流畅度", "failed_criteria": "未达标", "problems": "问题", "judge_reason": "理由",
+    "problem_harmful": "有害", "problem_illegal": "违法", "problem_stereotype": "刻板印象",
+    "problem_foreign_context": "外国语境", "problem_unfaithful": "翻译不忠实", "problem_disfluent": "不通顺",
+    "problem_refusal_unneeded": "不必要的拒答", "problem_off_topic": "答非所问",
+    "record_flags": "待查问题（排在队列前面）", "mflag_content_refusal_only": "只有拒答",
+    "mflag_category_low_confidence": "分类置信度低", "mflag_judge_failed": "模型评审未通过",
+    "mflag_judge_error": "模型评审出错",
 }
 
 EN = {
@@ -63,7 +75,7 @@ EN = {
     "parent": "Parent prompt", "parent_missing": "the parent is not in the build outputs",
     "dups": "Dropped as duplicates of this record ({n})", "state": "State", "source": "Source", "any": "any",
     "level": "Level", "value": "Value", "me": "me", "everyone": "everyone", "sort": "Sort", "sort_order": "file order",
-    "sort_flags": "model hints first", "sort_ifd": "IFD ascending", "filter": "Filter",
+    "sort_flags": "flagged first (flags, failed judge, model hints)", "sort_ifd": "IFD ascending", "filter": "Filter",
     "showing": "{a}–{b} of {n}", "start": "Start", "total": "total", "log_lines": "{n} decision lines",
     "unmatched": "{n} decisions name records not in this build", "per_reviewer": "Per reviewer",
     "per_category": "Per category", "records": "Records", "agreement": "Agreement", "overall": "overall",
@@ -75,6 +87,19 @@ EN = {
     "saved": "saved", "no_change": "no real change (whitespace does not count)", "pick_reason": "pick a reason",
     "nothing_to_undo": "nothing to undo", "error": "error", "not_found": "no such record", "bad_query": "bad filter",
     "changed_upstream": "the record changed upstream: reload the page",
+    "sort_confidence": "category confidence ascending",
+    "machine": "Judge stage", "cat_pred": "Predicted category", "confidence": "confidence", "cat_table": "table default",
+    "cat_by": "category set by", "cat_by_prediction": "the prediction (confidence at threshold or above)",
+    "cat_by_table": "the table default (prediction not confident enough)", "cat_by_review": "a reviewer",
+    "verdict": "LLM judge", "verdict_pass": "pass", "verdict_fail": "fail", "verdict_error": "error",
+    "scores": "scores", "score_values": "values", "score_fidelity": "fidelity", "score_fluency": "fluency",
+    "failed_criteria": "failed", "problems": "problems", "judge_reason": "reason",
+    "problem_harmful": "harmful", "problem_illegal": "illegal", "problem_stereotype": "stereotype",
+    "problem_foreign_context": "foreign context", "problem_unfaithful": "unfaithful translation",
+    "problem_disfluent": "disfluent", "problem_refusal_unneeded": "needless refusal", "problem_off_topic": "off topic",
+    "record_flags": "Flags (first in the queue)", "mflag_content_refusal_only": "refusal only",
+    "mflag_category_low_confidence": "low category confidence", "mflag_judge_failed": "failed the LLM judge",
+    "mflag_judge_error": "LLM judge error",
 }
 
 STRINGS = {"zh": ZH, "en": EN}
@@ -99,6 +124,17 @@ def translator(lang: str):
         return s.format(**kw) if kw else s
 
     return t
+
+
+def labeller(lang: str):
+    """`lb(prefix, code)`: the words for a code from another stage (a judge problem, a flag reason), the code
+    itself when it has none (a new code still shows)."""
+    table = STRINGS.get(lang, ZH)
+
+    def lb(prefix: str, code: str) -> str:
+        return table.get(prefix + code) or ZH.get(prefix + code) or code
+
+    return lb
 
 
 def reason_label(code: str, reasons: dict[str, str], lang: str) -> str:

@@ -52,11 +52,11 @@ def parse_judgement(text: str) -> dict[str, Any]:
 
 
 def suggest(root: Path = Path("."), limit: int = 0) -> dict[str, Any]:
-    """Judge the records of build/ifd/selected.jsonl (the first `limit`, 0 = all); returns a summary."""
+    """Judge the records of build/judge/judged.jsonl (the first `limit`, 0 = all); returns a summary."""
     from vad.llm import GenerationTask, load_template, make_client, run_tasks
 
     params = load_params(root / "params.yaml")
-    corpus = Corpus(root / paths.SELECTED)
+    corpus = Corpus(root / paths.JUDGED)
     tmpl = load_template(TEMPLATE)
     n = len(corpus) if not limit else min(limit, len(corpus))
     recs = [corpus.record(i) for i in range(n)]
