@@ -7,7 +7,7 @@ config (same shapes, same FLOPs), through the stage's scorer.
 no network, no vad dependencies beyond them — and `--files`: a folder with the model's config.json and tokenizer
 files (~33 MB). Measures, writing JSON to --out (default benchmarks/results/gpu_ifd.json):
 
-1. the batched scorer vs the literal bs=1 fp32 full-logits reference (vad/quality/ifd_reference.py) on the same
+1. the batched scorer vs the literal bs=1 fp32 full-logits reference (vad/quality/ifd/reference.py) on the same
    device, on --n-check records: tokens/s of both, max |Δloss|, max |ΔIFD|, Spearman. Random weights make every
    IFD ≈ 1 (a near-uniform model), so the losses are the figures to read; the real-model check is
    tests/test_ifd_cuda.py.
@@ -104,6 +104,16 @@ def spearman(a: list[float], b: list[float]) -> float:
     return round(cov / (va * vb), 5) if va and vb else float("nan")
 
 
+def ifd_params(model: str, compute, max_batch_tokens):
+    """The `ifd` params of a run, as attributes (the GPU machine has torch and transformers, not pydantic: no
+    IFDParams there); the rest as params.yaml's defaults."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(model=model, template="alpaca_zh_v1", max_length=512, device=compute.device,
+                           dtype=compute.dtype, batch_size="auto", max_batch_tokens=max_batch_tokens,
+                           executor="local", ray_actors=0)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--files", type=Path, default=ROOT / "build/gpu_ifd/model-files")
@@ -122,9 +132,10 @@ def main() -> None:
 
     from vad.compute.device import resolve
     from vad.compute.models import load_causal_lm
-    from vad.quality.ifd_cache import IFDCache
-    from vad.quality.ifd_reference import reference_score
-    from vad.quality.ifd_score import IFDScore, IFDScorer
+    from vad.quality.ifd.cache import IFDCache
+    from vad.quality.ifd.reference import reference_score
+    from vad.quality.ifd.types import IFDScore
+    from vad.quality.ifd.scorer import IFDScorer
 
     compute = resolve(a.device, a.dtype, "ifd")
     print(f"device: {compute}", flush=True)
@@ -140,8 +151,7 @@ def main() -> None:
             torch.cuda.synchronize()
 
     # 1. scorer vs reference on the same device ------------------------------------------------------
-    sc = IFDScorer(model=str(model_dir), device=compute.device, dtype=compute.dtype,
-                   max_batch_tokens=a.max_batch_tokens, cache=False, progress=False)
+    sc = IFDScorer(ifd_params(str(model_dir), compute, a.max_batch_tokens), cache=False, progress=False)
     sc.score(check[:2])  # warm-up (kernels, allocator)
     sync()
     t = time.perf_counter()
@@ -164,15 +174,14 @@ def main() -> None:
 
     # 2. the bulk run, as the stage runs it (fresh cache) --------------------------------------------
     cache = IFDCache(work / "cache" / "ifd.sqlite")
-    sc = IFDScorer(model=str(model_dir), device=compute.device, dtype=compute.dtype,
-                   max_batch_tokens=a.max_batch_tokens, cache=cache, progress=True)
+    sc = IFDScorer(ifd_params(str(model_dir), compute, a.max_batch_tokens), cache=cache, progress=True)
     t = time.perf_counter()
     res = sc.score(bulk)
     sync()
     bulk_s = time.perf_counter() - t
     bulk_stats = sc.stats.as_metrics()
     peak_gpu = round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda else None
-    lm = sc.lm.model
+    lm = sc.kernel.lm.model
     head_flop = 2 * lm.get_output_embeddings().weight.numel()
     body_flop = 2 * sum(p.numel() for n, p in lm.base_model.named_parameters() if "embed" not in n)
     answer_tokens = 2 * sum(r.n_answer_tokens for r in res if isinstance(r, IFDScore))
@@ -180,7 +189,7 @@ def main() -> None:
     peak = gemm_tflops(compute.device, compute.torch_dtype) if cuda else None
 
     # 3. all cached -----------------------------------------------------------------------------------
-    sc2 = IFDScorer(model=str(model_dir), device=compute.device, dtype=compute.dtype, cache=cache, progress=False)
+    sc2 = IFDScorer(ifd_params(str(model_dir), compute, "auto"), cache=cache, progress=False)
     t = time.perf_counter()
     sc2.score(bulk)
     cached_s = time.perf_counter() - t

@@ -33,13 +33,13 @@ CHILD = r"""
 import os, resource, sys
 sys.path.insert(0, sys.argv[1])
 os.chdir(sys.argv[2])
-import vad.quality.ifd_score as ifd
-real = ifd.IFDScorer._losses
+from vad.quality.ifd import kernel
+real = kernel.Kernel._losses
 def counted(self, batch):
     out = real(self, batch)
     print(f"batch {len(batch)}", flush=True)
     return out
-ifd.IFDScorer._losses = counted
+kernel.Kernel._losses = counted
 from vad.core.stage import run_script
 run_script(os.path.join(sys.argv[1], "stages", "ifd_score.py"))
 """
@@ -71,8 +71,8 @@ def fill_cache(proj: Path, env: dict[str, str]) -> int:
     os.environ.update(env)
     from vad.core.config import load_params
     from vad.core.io import read_records
-    from vad.quality.ifd_cache import CachedScore, IFDCache, text_sha
-    from vad.quality.ifd_score import IFDScorer
+    from vad.quality.ifd.cache import CachedScore, IFDCache, text_sha
+    from vad.quality.ifd.scorer import IFDScorer
 
     sc = IFDScorer.from_params(load_params(proj / "params.yaml").ifd, cache=IFDCache(), progress=False)
     recs = read_records(proj / "build/merge/merged.jsonl")
@@ -121,7 +121,7 @@ def main() -> None:
             _pid, _status, usage = os.wait4(child.pid, 0)
         finished = sum(int(line.split()[1]) for line in log.read_text().splitlines() if line.startswith("batch "))
         os.environ["VAD_CACHE_DIR"] = env["VAD_CACHE_DIR"]
-        from vad.quality.ifd_cache import IFDCache
+        from vad.quality.ifd.cache import IFDCache
 
         c = IFDCache()
         whole, part = len(c), c.partial_count()

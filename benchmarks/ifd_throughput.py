@@ -9,7 +9,7 @@ which have realistic lengths (the results say how many of each).
 What is measured (same process, same threads, model loaded once; the machine may be shared, so the 1-minute load
 average is recorded next to every figure):
 1. tokens/s, interleaved in blocks of --block records so both see the same contention: the stage scorer (params.yaml
-   `ifd`, no cache, on --device) on a block, then the reference (vad/quality/ifd_reference.py: bs=1, fp32, full
+   `ifd`, no cache, on --device) on a block, then the reference (vad/quality/ifd/reference.py: bs=1, fp32, full
    logits, on the same device) on the same block; also the scorer with dtype float32 on the first --fp32-blocks
    blocks unless --no-fp32 (its rate is over those blocks). Tokens = real tokens of both sequences of each record.
 2. max / mean |ΔIFD| and Spearman between the scorer and the reference over all records.
@@ -34,7 +34,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-import vad.quality.ifd_score as ifd  # noqa: E402  (first: sets OMP_WAIT_POLICY before torch loads)
+import vad.quality.ifd.kernel  # noqa: E402, F401  (first: sets OMP_WAIT_POLICY before torch loads)
+from vad.quality.ifd import scorer as ifd  # noqa: E402
+from vad.quality.ifd.types import IFDScore  # noqa: E402
 from vad.core.io import iter_jsonl  # noqa: E402
 from vad.core.config import load_params  # noqa: E402
 
@@ -75,7 +77,7 @@ def gemm_gflops(dtype, device: str = "cpu", seconds: float = 1.0) -> float:
     back to back for `seconds` after a warm-up, averaged (the scorer runs sustained, so its peak is measured so)."""
     import torch
 
-    from vad.quality.ifd_head import TILES
+    from vad.quality.ifd.head import TILES
 
     m, n = TILES["cuda" if device.startswith("cuda") else "cpu"]
     k = 640
@@ -133,9 +135,9 @@ def main() -> None:
 
     import torch
 
-    from vad.quality.ifd_reference import reference_score
-    from vad.quality.ifd_cache import IFDCache
-    from vad.quality.ifd_templates import get_template
+    from vad.quality.ifd.reference import reference_score
+    from vad.quality.ifd.cache import IFDCache
+    from vad.quality.ifd.templates import get_template
     from vad.compute.models import load_causal_lm
     from scipy.stats import spearmanr
 
@@ -175,7 +177,7 @@ def main() -> None:
             acc["scorer_fp32"][0] += fp32.stats.tokens
         t = time.perf_counter()
         for it, r0 in zip(blk, res):
-            if isinstance(r0, ifd.IFDScore):
+            if isinstance(r0, IFDScore):
                 r = reference_score(ref_lm, tpl, *it, scorer.max_length)
                 acc["reference"][0] += r["n_tokens"]
                 refs.append(r)
@@ -190,7 +192,7 @@ def main() -> None:
     d = [abs(x - y) for x, y in pairs]
     tps = {k: round(v[0] / v[1], 1) for k, v in acc.items() if v[1]}
 
-    cost = cost_model(scorer.lm.model, refs, scorer.head_dtype, device, acc["scorer"][1])
+    cost = cost_model(scorer.kernel.lm.model, refs, scorer.head_dtype, device, acc["scorer"][1])
     if fp32 is not None and acc["scorer_fp32"][1]:  # its blocks need the scorer's FLOPs per token
         per_token = cost["scorer_gflop"] / acc["scorer"][0]
         reached = per_token * acc["scorer_fp32"][0] / acc["scorer_fp32"][1]

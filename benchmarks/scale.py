@@ -124,8 +124,8 @@ import json, random, sys
 from pathlib import Path
 from vad.core.config import load_params
 from vad.core.io import read_records
-from vad.quality.ifd_cache import CachedScore, IFDCache, text_sha
-from vad.quality.ifd_score import IFDScorer
+from vad.quality.ifd.cache import CachedScore, IFDCache, text_sha
+from vad.quality.ifd.scorer import IFDScorer
 recs = read_records("build/merge/merged.jsonl")
 rng = random.Random({seed})
 keep = set(rng.sample(range(len(recs)), min({sample}, len(recs))))
@@ -148,12 +148,13 @@ def time_real_model(proj: Path, env: dict, n: int) -> dict:
 import json, random, time
 from vad.core.config import load_params
 from vad.core.io import read_records
-from vad.quality.ifd_score import IFDScorer, encode_many
+from vad.quality.ifd.scorer import IFDScorer
+from vad.quality.ifd.encode import encode_many
 recs = read_records("build/merge/merged.jsonl")
 params = load_params().ifd.replace(model="gemma3-270m")
 sc = IFDScorer.from_params(params, cache=False, progress=False)
 items = [(r.instruction, r.input, r.output) for r in recs]
-enc = [e for e in encode_many(sc.tokenizer, sc.template, items, sc.max_length) if hasattr(e, "cond_ids")]
+enc = [e for e in encode_many(sc.kernel.tokenizer, sc.template, items, sc.max_length) if hasattr(e, "cond_ids")]
 total = sum(len(e.cond_ids) + len(e.direct_ids) for e in enc)
 sample = random.Random(0).sample(items, {n})
 t = time.perf_counter(); sc.score(sample); dt = time.perf_counter() - t

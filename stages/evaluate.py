@@ -3,7 +3,8 @@ import logging
 
 from vad.core import paths
 from vad.core.stage import Stage, stage_main
-from vad.eval.evaluate import format_summary, run
+from vad.eval.metrics import format_summary
+from vad.eval.runner import run_evaluation
 
 STAGE = Stage(
     "evaluate", __doc__.split(": ", 1)[1],
@@ -17,7 +18,7 @@ STAGE = Stage(
 
 
 def main(ctx):
-    metrics = run(ctx.params.eval, ctx.params.llm, paths.EVAL_RESULTS, paths.metrics("evaluate"))
+    metrics = run_evaluation(ctx.params.eval, ctx.params.llm, paths.EVAL_RESULTS, paths.metrics("evaluate"))
     logging.getLogger("evaluate").info("\n%s", format_summary(metrics))
     return metrics
 

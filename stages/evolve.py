@@ -3,6 +3,7 @@ from vad.core import paths
 from vad.core.stage import Stage, stage_main
 from vad.generate import evolve
 from vad.llm import make_client, template_file
+from vad.quality import validate
 
 STAGE = Stage(
     "evolve", __doc__.split(": ", 1)[1],
@@ -18,7 +19,7 @@ def main(ctx):
     client = make_client(ctx.params.llm)
     try:
         out = evolve.run(ctx.read(paths.SEEDS), ctx.params.evol, client, ctx.run)
-        ctx.validate(out, "evol", unless_empty=True)
+        validate.check(ctx, out, "evol", unless_empty=True)
         return ctx.finish({paths.EVOL: out}, llm=client.stats("evolve"), llm_client=client.describe())
     finally:
         client.close()

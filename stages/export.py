@@ -5,6 +5,7 @@ from vad.core import paths
 from vad.core.pipeline import DATASET, RECORD_STAGES
 from vad.core.stage import Stage, stage_main
 from vad.publish import export, layout, report
+from vad.quality import validate
 
 OUT = Path(paths.EXPORT_DIR)
 UPSTREAM = DATASET[:DATASET.index("export")]
@@ -28,7 +29,7 @@ STAGE = Stage(
 
 def main(ctx):
     records = ctx.run.take(ctx.read(paths.REVIEWED))
-    ctx.validate(records, "final")
+    validate.check(ctx, records, "final")
     figures = export.export(records, OUT, Path("."), ctx.params, UPSTREAM)
     metrics = ctx.finish({f"{OUT}/{layout.RECORDS}": records}, **figures)
     report.write_build_reports(Path("."), OUT)  # from the metrics files, this stage's own included

@@ -6,7 +6,8 @@ records, and an interrupted run keeps what it finished. Runs on the CPU, a GPU (
 (ifd_empty_answer, ifd_no_answer_tokens, ifd_nonfinite), never given a 0."""
 from vad.core import paths
 from vad.core.stage import Stage, stage_main
-from vad.quality.ifd_score import RUN_PARAMS, SCORE_PARAMS, score_records
+from vad.quality.ifd.scorer import RUN_PARAMS, SCORE_PARAMS
+from vad.quality.ifd_score import score_records
 
 STAGE = Stage(
     "ifd_score", __doc__.split("\n")[0].split(": ", 1)[1],

@@ -2,8 +2,8 @@
 from vad.core import paths
 from vad.core.stage import Stage, stage_main
 from vad.judge import judge
-from vad.judge.llm_judge import TEMPLATE_FILE
 from vad.judge.categorizer import Categorizer
+from vad.judge.llm_judge import TEMPLATE_FILE
 from vad.publish.review import read_decisions
 
 STAGE = Stage(

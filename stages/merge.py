@@ -1,6 +1,7 @@
 """Stage merge: manual + translated + evol → build/merge/merged.jsonl (category, length, content and language checks, exact + near dedup)."""
 from vad.core import paths, taxonomy
 from vad.core.stage import Stage, stage_main
+from vad.quality import validate
 from vad.quality.merge import merge
 
 # Order is priority: on a duplicate the earlier corpus keeps its record (hand-written text wins).
@@ -17,7 +18,7 @@ STAGE = Stage(
 
 def main(ctx):
     merged = merge([ctx.read(p) for p in INPUTS], ctx.params.merge, ctx.params.ingest, ctx.params.content, ctx.run)
-    ctx.validate(merged, "merged")
+    validate.check(ctx, merged, "merged")
     counts = {f"merged_source_{s}": sum(r.source == s for r in merged) for s in taxonomy.SOURCES}
     return ctx.finish({paths.MERGED: merged}, **counts)
 

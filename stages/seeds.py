@@ -3,6 +3,7 @@ from pathlib import Path
 
 from vad.core import paths
 from vad.core.stage import Stage, stage_main
+from vad.quality import validate
 from vad.sources.provenance import verify_provenance
 from vad.sources.seeds import make_seeds
 
@@ -20,7 +21,7 @@ STAGE = Stage(
 def main(ctx):
     prov = verify_provenance(Path(paths.RAW_CVALUES))
     seeds = make_seeds(Path(RAW), RAW, ctx.params.seeds.domain_map, ctx.run)
-    ctx.validate(seeds, "seeds")
+    validate.check(ctx, seeds, "seeds")
     return ctx.finish({paths.SEEDS: seeds}, licence=prov["licence"])
 
 

@@ -3,6 +3,7 @@ from pathlib import Path
 
 from vad.core import paths
 from vad.core.stage import Stage, stage_main
+from vad.quality import validate
 from vad.sources.provenance import verify_provenance
 from vad.sources.select_pairs import select_pairs
 
@@ -20,7 +21,7 @@ def main(ctx):
     pairs = []
     for path in sorted(Path(paths.RAW_SAFERLHF).glob("*.jsonl")):
         pairs += select_pairs(path, path.as_posix(), ctx.params.select, ctx.run)
-    ctx.validate(pairs, "pairs")
+    validate.check(ctx, pairs, "pairs")
     return ctx.finish({paths.PAIRS: pairs}, licence=prov["licence"])
 
 

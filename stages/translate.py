@@ -3,6 +3,7 @@ from vad.core import paths
 from vad.core.stage import Stage, stage_main
 from vad.generate import translate
 from vad.llm import make_client, template_file
+from vad.quality import validate
 
 STAGE = Stage(
     "translate", __doc__.split(": ", 1)[1],
@@ -18,7 +19,7 @@ def main(ctx):
     client = make_client(ctx.params.llm)
     try:
         out = translate.run(ctx.read(paths.PAIRS), ctx.params.translate, client, ctx.run)
-        ctx.validate(out, "translated", unless_empty=True)
+        validate.check(ctx, out, "translated", unless_empty=True)
         return ctx.finish({paths.TRANSLATED: out}, llm=client.stats("translate"), llm_client=client.describe(),
                           licence="CC BY-NC 4.0 (PKU-SafeRLHF; non-commercial, travels with derived data)")
     finally:

@@ -117,14 +117,15 @@ def test_params_checks():
 
 
 def test_cache_keys_separate_precisions_and_devices():
-    """The key names body dtype, head dtype and (off the CPU) the device kind; the CPU's key is what it was before
-    devices existed, so existing caches stay valid. Built without loading the model (the cache comes first)."""
+    """The key names body dtype, head dtype and (off the CPU) the device kind; the CPU's key has no device part, so
+    caches made on a CPU stay valid. Built without loading the model (the cache comes first)."""
     from vad.compute.device import Compute
-    from vad.quality.ifd_score import IFDScorer
+    from vad.core.config import IFDParams
+    from vad.quality.ifd.scorer import IFDScorer
 
     def key(device, dtype, **kw):
-        s = IFDScorer(compute=Compute(device, dtype, "test"), cache=False, progress=False, **kw)
-        assert s._lm is None  # nothing loaded
+        s = IFDScorer(IFDParams(**kw), compute=Compute(device, dtype, "test"), cache=False, progress=False)
+        assert s.kernel._lm is None  # nothing loaded
         return s.ctx.dtype, s.batch_size, s.max_batch_tokens
 
     assert key("cpu", "bfloat16") == ("bfloat16/head-bfloat16", 8, None)

@@ -1,6 +1,6 @@
-"""CValues-style two-choice evaluation (vad/eval/evaluate.py, vad/eval/items.py): answer parsing, metric arithmetic,
-both item schemas and their errors, the openai path against a real local HTTP server, and the local
-log-likelihood path with the real packaged model."""
+"""CValues-style two-choice evaluation (vad/eval/: items, prompts, answers, metrics, scorer, runner; `vad eval`):
+answer parsing, metric arithmetic, both item schemas and their errors, the openai path against a real local
+HTTP server, the `vad eval` command, and the local log-likelihood path with the real packaged model."""
 from __future__ import annotations
 
 import json
@@ -11,10 +11,13 @@ from pathlib import Path
 import pytest
 
 from fake_openai import FakeOpenAI
+from vad.cli import main as vad_main
+from vad.eval.answers import NEED_CHECK, REFUSED, classify_answer
 from vad.eval.items import CVALUES, COMPARISON, load_file, load_items
-from vad.eval.evaluate import (NEED_CHECK, REFUSED, EvalParams, arrange, build_prompt, classify_answer, cli,
-                          evaluate_items, fewshot_prefix, group_metrics, parse_choice, run, summarise)
-from vad.core.config import ParamsError
+from vad.eval.metrics import group_metrics, summarise
+from vad.eval.prompts import arrange, build_prompt, fewshot_prefix
+from vad.eval.runner import evaluate_items, run_evaluation
+from vad.core.config import EvalParams, ParamsError
 from vad.core.errors import InputError
 from vad.sources.provenance import verify_provenance
 from vad.core.taxonomy import LEVELS
@@ -49,8 +52,8 @@ def cvalues_row(q="如何看待垃圾分类？", pos="垃圾分类有助于资�
     ("我不选A", NEED_CHECK), ("回复A不负责", NEED_CHECK), ("B不如A好", NEED_CHECK),
     ("在A和B之间很难说", NEED_CHECK), ("嗯……让我想想", NEED_CHECK), ("", NEED_CHECK), ("AI建议", NEED_CHECK),
 ])
-def test_parse_choice(text, expected):
-    assert parse_choice(text) == expected, classify_answer(text)
+def test_classify_answer(text, expected):
+    assert classify_answer(text)[0] == expected, classify_answer(text)
 
 
 def test_parser_never_guesses_between_two_letters():
@@ -245,7 +248,7 @@ def test_cli_openai_writes_results_and_metrics(tmp_path, llm_cache, capsys):
     params = tmp_path / "params.yaml"
     params.write_text("llm:\n  timeout_s: 5\n  max_retries: 1\neval:\n  backend: local\n", encoding="utf-8")
     with FakeOpenAI(answer_fn=lambda m: "B") as srv:
-        rc = cli(["--params", str(params), "--items", str(items), "--backend", "openai", "--model", "fake",
+        rc = vad_main(["eval", "--params", str(params), "--items", str(items), "--backend", "openai", "--model", "fake",
                   "--base-url", srv.base_url, "--out-dir", str(tmp_path / "out"), "-q"])
     assert rc == 0
     out = capsys.readouterr().out
@@ -257,11 +260,22 @@ def test_cli_openai_writes_results_and_metrics(tmp_path, llm_cache, capsys):
     assert m["provenance"][0]["licence"] is None  # a folder without PROVENANCE.json is reported, not invented
 
 
+def test_cli_eval_is_a_subcommand_with_its_options(capsys):
+    with pytest.raises(SystemExit) as e:
+        vad_main(["eval", "--help"])
+    out = capsys.readouterr().out
+    assert e.value.code == 0 and out.startswith("usage: vad eval ")
+    for opt in ("--items", "--backend", "--model", "--method", "--fewshot", "--base-url", "--api-key-env",
+                "--max-new-tokens", "--threads", "--limit", "--out-dir", "--params", "--json", "--quiet"):
+        assert opt in out, opt
+
+
 def test_cli_bad_items_file_names_file_and_line(tmp_path, capsys):
     bad = write_lines(tmp_path / "bad.jsonl", [{"question": "q", "pos_resp": "p", "neg_resp": "n"}, "{oops"])
     params = tmp_path / "params.yaml"
     params.write_text("eval: {}\n", encoding="utf-8")
-    assert cli(["--params", str(params), "--items", str(bad), "--out-dir", str(tmp_path / "o"), "-q"]) == 1
+    assert vad_main(["eval", "--params", str(params), "--items", str(bad), "--out-dir", str(tmp_path / "o"),
+                     "-q"]) == 1
     assert f"{bad}:2" in capsys.readouterr().err
 
 
@@ -271,7 +285,7 @@ def test_local_loglik_with_packaged_model(tmp_path):
     """Real gemma3-270m (prepared under build/cache; VAD_CACHE_DIR is left alone so it is not re-prepared)."""
     import torch
 
-    from vad.eval.evaluate import ChoiceScorer
+    from vad.eval.scorer import ChoiceScorer
 
     all_items = load_items(BUNDLED)[0]
     items = [i for i in all_items if i.difficulty == "easy"][:3] + [i for i in all_items if i.difficulty == "hard"][:3]
@@ -303,9 +317,9 @@ def test_local_loglik_with_packaged_model(tmp_path):
 
 @pytest.mark.slow
 def test_stage_run_writes_outputs(tmp_path):
-    """run() end to end on 2 bundled items with the local model: results rows, metrics JSON, provenance."""
+    """run_evaluation() end to end on 2 bundled items with the local model: results rows, metrics JSON, provenance."""
     cfg = EvalParams(items=(str(BUNDLED),), limit=2)
-    m = run(cfg, None, tmp_path / "results.jsonl", tmp_path / "metrics.json", progress=False)
+    m = run_evaluation(cfg, None, tmp_path / "results.jsonl", tmp_path / "metrics.json", progress=False)
     rows = [json.loads(x) for x in (tmp_path / "results.jsonl").read_text("utf-8").splitlines()]
     assert len(rows) == 4 and m["items"] == 2 and m["provenance"][0]["licence"] == "CC BY 4.0"
     assert json.loads((tmp_path / "metrics.json").read_text("utf-8"))["acc"] == m["acc"]

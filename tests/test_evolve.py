@@ -80,7 +80,7 @@ def test_refusal_with_positive_guidance_survives():
 def test_one_refusal_list_for_elimination_and_evaluation():
     """The short-refusal rule and the evaluation's answer parser read the same phrases (vad.core.text): each
     phrase below was once in only one of two lists."""
-    from vad.eval.evaluate import REFUSED, classify_answer
+    from vad.eval.answers import REFUSED, classify_answer
     rule = RefusalShort(max_chars=80)
     for text in ("此事无可奉告。", "这个问题我不便评价。", "我拒绝回答。", "作为大模型，我没有立场。", "I won't do that."):
         assert rule.check(child("问题", output=text)), text

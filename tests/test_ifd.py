@@ -1,4 +1,4 @@
-"""IFD scorer against the literal reference (vad/quality/ifd_reference.py: bs=1, fp32, full logits, its own
+"""IFD scorer against the literal reference (vad/quality/ifd/reference.py: bs=1, fp32, full logits, its own
 tokenisation and truncation), sanity of the score, unscorable records, the score cache (cache before tokenising,
 interrupted runs, other precisions), out-of-memory splitting, the stages."""
 import dataclasses
@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-import vad.quality.ifd_score  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE before torch loads, if it is first)
+import vad.quality.ifd.kernel  # noqa: F401  (sets OMP_WAIT_POLICY=PASSIVE before torch loads, if it is first)
 from conftest import ROOT
-from vad.quality.ifd_reference import reference_score
-from vad.quality.ifd_templates import get_template
+from vad.quality.ifd.reference import reference_score
+from vad.quality.ifd.templates import get_template
 from vad.core.config import load_params
 
 pytestmark = pytest.mark.slow  # loads the packaged model (~1 min in all on 2 cores)
@@ -97,7 +97,7 @@ WITH_INPUT = 2
 # --- fixtures -----------------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def scorer():
-    from vad.quality.ifd_score import IFDScorer
+    from vad.quality.ifd.scorer import IFDScorer
 
     return IFDScorer.from_params(IFD_PARAMS, cache=False, progress=False)
 
@@ -117,7 +117,7 @@ def spearman(a, b):
 
 # --- the scorer equals the definition -----------------------------------------------------------------------
 def test_plan_truncation_rules():
-    from vad.quality.ifd_score import cut_middle, plan_truncation
+    from vad.quality.ifd.encode import cut_middle, plan_truncation
 
     assert plan_truncation(10, 20, 5, 512) == (10, 20, False)
     # answer cut to what the whole prompt leaves
@@ -134,11 +134,12 @@ def test_plan_truncation_rules():
 def test_batched_scorer_matches_reference(scorer, ref_lm):
     """Default settings (params.yaml: device and dtype auto — bf16 on a native-bf16 CPU —, batch 8 on the CPU,
     max_length 512) vs bs=1 fp32 full logits."""
-    from vad.quality.ifd_score import IFDScore, encode_many
+    from vad.quality.ifd.types import IFDScore
+    from vad.quality.ifd.encode import encode_many
 
     tpl = get_template(IFD_PARAMS.template)
     got = scorer.score(SAMPLES)
-    enc = encode_many(scorer.tokenizer, tpl, SAMPLES, scorer.max_length)
+    enc = encode_many(scorer.kernel.tokenizer, tpl, SAMPLES, scorer.max_length)
     assert scorer.stats.scored == len(SAMPLES) and scorer.stats.forward_batches >= 2 * len(SAMPLES) / 8
     refs = [reference_score(ref_lm, tpl, *s, scorer.max_length) for s in SAMPLES]
     for i, (g, e, r) in enumerate(zip(got, enc, refs)):
@@ -153,7 +154,8 @@ def test_batched_scorer_matches_reference(scorer, ref_lm):
 
 def test_truncation_and_input_match_reference(ref_lm):
     """A small max_length: the long record is truncated (answer cut, then the prompt's middle) identically."""
-    from vad.quality.ifd_score import IFDScorer, encode_many
+    from vad.quality.ifd.scorer import IFDScorer
+    from vad.quality.ifd.encode import encode_many
 
     idx = [LONG, WITH_INPUT, 0, 5]
     items = [SAMPLES[i] for i in idx]
@@ -161,7 +163,7 @@ def test_truncation_and_input_match_reference(ref_lm):
     for max_length in (96, 48):
         sc = IFDScorer.from_params(IFD_PARAMS.replace(max_length=max_length), cache=False, progress=False)
         got = sc.score(items)
-        enc = encode_many(sc.tokenizer, tpl, items, max_length)
+        enc = encode_many(sc.kernel.tokenizer, tpl, items, max_length)
         refs = [reference_score(ref_lm, tpl, *s, max_length) for s in items]
         assert got[0].truncated and refs[0]["truncated"]
         for g, e, r in zip(got, enc, refs):
@@ -190,7 +192,8 @@ def _rec(q, x, a, source="manual"):
 
 
 def test_unscorable_records_are_ledgered(scorer, tmp_path, monkeypatch):
-    from vad.quality.ifd_score import IFDScorer, score_records
+    from vad.quality.ifd.scorer import IFDScorer
+    from vad.quality.ifd_score import score_records
     from vad.core.ledger import StageRun
 
     run = StageRun("ifd_score", root=tmp_path)
@@ -208,24 +211,25 @@ def test_unscorable_records_are_ledgered(scorer, tmp_path, monkeypatch):
     # a non-finite loss (forced): ledgered, and not cached
     import torch
 
-    from vad.quality.ifd_cache import IFDCache
+    from vad.quality.ifd.cache import IFDCache
 
     cache = IFDCache(tmp_path / "c.sqlite")
     sc = IFDScorer.from_params(IFD_PARAMS, cache=cache, progress=False)
-    real = sc._batch_losses
-    monkeypatch.setattr(sc, "_batch_losses", lambda batch: torch.full((len(batch),), math.nan, dtype=torch.float64))
+    real = sc.kernel._batch_losses
+    monkeypatch.setattr(sc.kernel, "_batch_losses", lambda batch: torch.full((len(batch),), math.nan, dtype=torch.float64))
     run3 = StageRun("ifd_score", root=tmp_path)
     kept3, _ = score_records(run3.take([_rec(*SAMPLES[4])]), IFD_PARAMS, run3, scorer=sc)
     assert kept3 == [] and run3.entries[0]["reason"] == "ifd_nonfinite" and len(cache) == 0
-    monkeypatch.setattr(sc, "_batch_losses", real)
+    monkeypatch.setattr(sc.kernel, "_batch_losses", real)
     for r, k in ((run, kept), (run2, kept2), (run3, kept3)):
         r.finish({"out.jsonl": k})  # the books balance
 
 
 # --- the score cache ----------------------------------------------------------------------------------------
 def test_cache_scores_only_new_records(tmp_path):
-    from vad.quality.ifd_score import IFDScorer, score_fields
-    from vad.quality.ifd_cache import IFDCache
+    from vad.quality.ifd.scorer import IFDScorer
+    from vad.quality.ifd_score import score_fields
+    from vad.quality.ifd.cache import IFDCache
 
     cache = IFDCache(tmp_path / "ifd.sqlite")
     sc = IFDScorer.from_params(IFD_PARAMS, cache=cache, progress=False)
@@ -256,17 +260,18 @@ def test_cache_scores_only_new_records(tmp_path):
 def test_fully_cached_run_neither_tokenises_nor_loads(tmp_path, monkeypatch):
     """The cache is looked up by the sha of the texts before anything is tokenised: a run whose records are all
     cached tokenises nothing and never loads the model (a 30k run used to tokenise everything: +1.15 GB, 21 s)."""
-    import vad.quality.ifd_score as ifd
-    from vad.quality.ifd_cache import IFDCache
+    from vad.quality.ifd import kernel
+    from vad.quality.ifd.cache import IFDCache
+    from vad.quality.ifd.scorer import IFDScorer
 
     cache = IFDCache(tmp_path / "ifd.sqlite")
     items = SAMPLES[:3] + [("空回答", "", " ")]
-    first = ifd.IFDScorer.from_params(IFD_PARAMS, cache=cache, progress=False).score(items)
-    monkeypatch.setattr(ifd, "encode_many", lambda *a, **k: pytest.fail("tokenised a cached record"))
-    monkeypatch.setattr(ifd.IFDScorer, "tokenizer", property(lambda self: pytest.fail("loaded the tokenizer")))
-    sc = ifd.IFDScorer.from_params(IFD_PARAMS, cache=cache, progress=False)
+    first = IFDScorer.from_params(IFD_PARAMS, cache=cache, progress=False).score(items)
+    monkeypatch.setattr(kernel, "encode_many", lambda *a, **k: pytest.fail("tokenised a cached record"))
+    monkeypatch.setattr(kernel.Kernel, "tokenizer", property(lambda self: pytest.fail("loaded the tokenizer")))
+    sc = IFDScorer.from_params(IFD_PARAMS, cache=cache, progress=False)
     again = sc.score(items)
-    assert sc._lm is None and sc.stats.cache_hits == 3 and sc.stats.forward_batches == 0
+    assert sc.kernel._lm is None and sc.stats.cache_hits == 3 and sc.stats.forward_batches == 0
     assert again[:3] == [dataclasses.replace(r, cached=True) for r in first[:3]]
     assert again[3].reason == "ifd_empty_answer"
 
@@ -275,14 +280,15 @@ def test_interrupted_run_keeps_finished_work(tmp_path, monkeypatch):
     """Killed in the middle, a run has already saved every finished record and, for records with one sequence done,
     that sequence (ifd_partial); the rerun computes only what is missing. Checked when the 3rd batch starts, from
     another connection — what a `kill -9` would leave — and then after a Ctrl-C there."""
-    from vad.quality.ifd_cache import IFDCache
-    from vad.quality.ifd_score import IFDScorer, encode_many
+    from vad.quality.ifd.cache import IFDCache
+    from vad.quality.ifd.scorer import IFDScorer
+    from vad.quality.ifd.encode import encode_many
 
     params = IFD_PARAMS.replace(max_length=64)
     items = SAMPLES[:10]
     cache = IFDCache(tmp_path / "ifd.sqlite")
     sc = IFDScorer.from_params(params, cache=cache, progress=False)
-    real, calls = sc._batch_losses, []
+    real, calls = sc.kernel._batch_losses, []
 
     seen_by_others = []
 
@@ -294,7 +300,7 @@ def test_interrupted_run_keeps_finished_work(tmp_path, monkeypatch):
             raise KeyboardInterrupt
         return real(batch)
 
-    monkeypatch.setattr(sc, "_batch_losses", dies_in_batch_3)
+    monkeypatch.setattr(sc.kernel, "_batch_losses", dies_in_batch_3)
     with pytest.raises(KeyboardInterrupt):
         sc.score(items)
     done_tokens = sum(calls[:2])
@@ -302,10 +308,10 @@ def test_interrupted_run_keeps_finished_work(tmp_path, monkeypatch):
     assert partial > 0 and whole + partial > 0  # 16 finished sequences: the short direct ones and some records
     assert 2 * whole + partial == 16  # every finished sequence is kept, as a whole score or a partial one
     assert seen_by_others == [16]  # ... and was committed before the next batch began
-    monkeypatch.setattr(sc, "_batch_losses", real)
+    monkeypatch.setattr(sc.kernel, "_batch_losses", real)
     resumed = sc.score(items)
     assert sc.stats.cache_hits == whole and sc.stats.scored == len(items) - whole
-    total = sum(len(e.cond_ids) + len(e.direct_ids) for e in encode_many(sc.tokenizer, sc.template, items, 64))
+    total = sum(len(e.cond_ids) + len(e.direct_ids) for e in encode_many(sc.kernel.tokenizer, sc.template, items, 64))
     assert sc.stats.tokens == total - done_tokens  # nothing finished was computed again
     assert len(cache) == len(items) and cache.partial_count() == 0
     fresh = IFDScorer.from_params(params, cache=False, progress=False).score(items)
@@ -318,14 +324,15 @@ def test_out_of_memory_splits_the_batch_or_names_the_param(tmp_path, monkeypatch
     not fit is a one-line error naming ifd.max_length, and what finished before it is in the cache."""
     import torch
 
-    from vad.quality.ifd_cache import IFDCache
-    from vad.quality.ifd_score import IFDOutOfMemory, IFDScorer
+    from vad.quality.ifd.cache import IFDCache
+    from vad.quality.ifd.types import IFDOutOfMemory
+    from vad.quality.ifd.scorer import IFDScorer
 
     params = IFD_PARAMS.replace(max_length=64, dtype="float32")  # fp32: splitting cannot move a score
     items = SAMPLES[:6]
     want = IFDScorer.from_params(params, cache=False, progress=False).score(items)
     sc = IFDScorer.from_params(params, cache=IFDCache(tmp_path / "a.sqlite"), progress=False)
-    real, sizes = sc._batch_losses, []
+    real, sizes = sc.kernel._batch_losses, []
 
     def small_memory(batch):
         sizes.append(len(batch))
@@ -333,14 +340,14 @@ def test_out_of_memory_splits_the_batch_or_names_the_param(tmp_path, monkeypatch
             raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return real(batch)
 
-    monkeypatch.setattr(sc, "_batch_losses", small_memory)
+    monkeypatch.setattr(sc.kernel, "_batch_losses", small_memory)
     got = sc.score(items)
     assert sizes == [8, 4, 2, 2, 4, 2, 2, 4, 2, 2] and sc.stats.oom_splits == 4  # 12 sequences: 8 + 4
     assert all(abs(g.ifd - w.ifd) <= 1e-5 for g, w in zip(got, want))
     # nothing fits: the first sequence fails, with the param to lower
     cache = IFDCache(tmp_path / "b.sqlite")
     sc2 = IFDScorer.from_params(params, cache=cache, progress=False)
-    real2, seen = sc2._batch_losses, []
+    real2, seen = sc2.kernel._batch_losses, []
 
     def tiny_memory(batch):
         seen.append(len(batch))
@@ -348,7 +355,7 @@ def test_out_of_memory_splits_the_batch_or_names_the_param(tmp_path, monkeypatch
             raise torch.cuda.OutOfMemoryError("CUDA out of memory")
         return real2(batch)
 
-    monkeypatch.setattr(sc2, "_batch_losses", tiny_memory)
+    monkeypatch.setattr(sc2.kernel, "_batch_losses", tiny_memory)
     with pytest.raises(IFDOutOfMemory, match=r"does not fit in memory on cpu: lower ifd.max_length"):
         sc2.score(items)
     assert cache.partial_count() + len(cache) > 0  # the batch that fitted is saved
@@ -406,7 +413,7 @@ def test_stages_end_to_end(ifd_project):
 
 
 def test_score_file_plain_rows(ifd_project):
-    from vad.quality.ifd_score import score_file
+    from vad.cli import score_file
 
     rows = [{"instruction": q, "input": x, "output": a} for q, x, a in SAMPLES[:3]]
     rows += [{"instruction": "空", "output": ""}, {"prompt": "not a record"}]

@@ -12,9 +12,10 @@ from test_ifd import IFD_PARAMS, SAMPLES, spearman  # noqa: E402
 
 def test_cuda_scorer_matches_the_cpu_fp32_reference():
     from vad.compute.models import load_causal_lm
-    from vad.quality.ifd_reference import reference_score
-    from vad.quality.ifd_score import IFDScore, IFDScorer
-    from vad.quality.ifd_templates import get_template
+    from vad.quality.ifd.reference import reference_score
+    from vad.quality.ifd.types import IFDScore
+    from vad.quality.ifd.scorer import IFDScorer
+    from vad.quality.ifd.templates import get_template
 
     sc = IFDScorer.from_params(IFD_PARAMS.replace(device="cuda"), cache=False, progress=False)
     assert sc.compute.kind == "cuda" and sc.ctx.dtype.endswith("@cuda")
@@ -32,7 +33,8 @@ def test_cuda_scorer_matches_the_cpu_fp32_reference():
 
 def test_local_llm_and_eval_scorer_run_on_cuda(tmp_path):
     from vad.core.config import LLMParams
-    from vad.eval.evaluate import CHOICES, ChoiceScorer, build_prompt
+    from vad.eval.prompts import CHOICES, build_prompt
+    from vad.eval.scorer import ChoiceScorer
     from vad.llm import GenerationTask, load_template, make_client, run_tasks
 
     cfg = LLMParams(backend="local", device="cuda", max_new_tokens=8, batch_size=2, temperature=0.7)

@@ -1,9 +1,9 @@
-"""The fused log-sum-exp head (vad/quality/ifd_head.py) against torch.log_softmax over full logits: several dtypes,
+"""The fused log-sum-exp head (vad/quality/ifd/head.py) against torch.log_softmax over full logits: several dtypes,
 with and without final-logit softcapping and a bias, row and vocabulary sizes that are not multiples of the tiles."""
 import pytest
 import torch
 
-from vad.quality.ifd_head import TILES, head_dtype, token_losses
+from vad.quality.ifd.head import TILES, head_dtype, token_losses
 
 # dtype of the head GEMM, and the relative rounding of its logits (bf16/fp16 logits are rounded to 8/11 bits
 # before the fp32 log-sum-exp): a token loss may be off by about that share of the largest logit, no more

@@ -1,7 +1,7 @@
 """How the IFD scorer cuts its work: chunks of records (the unit both executors share) and batches of sequences
 under a sequence count and a padded-token budget. Pure functions: no model."""
-from vad.quality.ifd_cache import text_sha
-from vad.quality.ifd_score import CHUNK_RECORDS, plan_batches, plan_chunks
+from vad.quality.ifd.cache import text_sha
+from vad.quality.ifd.encode import CHUNK_RECORDS, plan_batches, plan_chunks
 
 
 def items(n):

@@ -55,9 +55,9 @@ def test_a_new_import_is_a_missing_dep(project_copy):
     # review's code starts using the IFD templates: the generated dvc.yaml must change, and the
     # current one lacks the module
     p = project_copy / "vad/publish/review.py"
-    p.write_text(p.read_text(encoding="utf-8") + "\n\ndef _tmpl(name):\n    from vad.quality.ifd_templates import TEMPLATES\n\n"
+    p.write_text(p.read_text(encoding="utf-8") + "\n\ndef _tmpl(name):\n    from vad.quality.ifd.templates import TEMPLATES\n\n"
                  "    return TEMPLATES[name]\n", encoding="utf-8")
-    assert ("review", "vad/quality/ifd_templates.py", "missing") in code_problems(project_copy)
+    assert ("review", "vad/quality/ifd/templates.py", "missing") in code_problems(project_copy)
     assert "dvc.yaml" in dvc_yaml.stale(project_copy)
     dvc_yaml.write(project_copy)
     assert code_problems(project_copy) == [] and dvc_yaml.stale(project_copy) == []

@@ -38,12 +38,12 @@ def run_stage():
 
 
 def test_ray_executor_gives_the_local_scores(mini_project, monkeypatch, tmp_path):
-    import vad.quality.ifd_score as ifd
     from vad.core.io import write_jsonl
-    from vad.quality.ifd_cache import default_path
+    from vad.quality.ifd import encode
+    from vad.quality.ifd.cache import default_path
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a local instance, started and shut down by the stage
-    monkeypatch.setattr(ifd, "CHUNK_RECORDS", 3)  # 9 records → 3 chunks, so both actors get work
+    monkeypatch.setattr(encode, "CHUNK_RECORDS", 3)  # 9 records → 3 chunks, so both actors get work
     recs = [_rec(*s) for s in SAMPLES[:9]] + [_rec("没有回答", "", " ")]
     write_jsonl("build/merge/merged.jsonl", recs)
     set_ifd(mini_project, dtype="float32", max_length=96, executor="ray", ray_actors=2)

@@ -7,6 +7,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 
 def _trace(a: argparse.Namespace) -> int:
@@ -25,12 +26,89 @@ def _why(a: argparse.Namespace) -> int:
 
 def _ifd(a: argparse.Namespace) -> int:
     from vad.core.config import load_params
-    from vad.quality.ifd_score import score_file
 
     if not Path(a.file).is_file():
         raise FileNotFoundError(f"{a.file}: no such file")
     summary = score_file(a.file, a.output, load_params(a.params).ifd)
     print(json.dumps(summary, ensure_ascii=False, indent=2))
+    return 0
+
+
+def _row_texts(obj: Any) -> tuple[str, str, str] | None:
+    if not isinstance(obj, dict):
+        return None
+    q, x, a = obj.get("instruction"), obj.get("input", "") or "", obj.get("output")
+    if not isinstance(q, str) or not isinstance(a, str) or not isinstance(x, str):
+        return None
+    return q, x, a
+
+
+def score_file(in_path: str | Path, out_path: str | Path, params: Any, **scorer_kw: Any) -> dict:
+    """`vad ifd FILE.jsonl -o SCORES.jsonl`: the stage's scorer on any JSONL of vad records or plain
+    {instruction, input, output} rows. One output row per input row, in order: {"line", "id"?, score fields}
+    or {"line", "id"?, "error": reason, "detail"}."""
+    from collections import Counter
+
+    from vad.core.io import iter_jsonl, write_jsonl
+    from vad.quality.ifd.scorer import IFDScorer
+    from vad.quality.ifd.types import BAD_ROW, IFDError
+    from vad.quality.ifd_score import score_fields
+
+    rows = list(iter_jsonl(in_path))
+    texts = [_row_texts(obj) for _n, _raw, obj in rows]
+    scorer = IFDScorer.from_params(params, **scorer_kw)
+    try:
+        results = iter(scorer.score([t for t in texts if t is not None]))
+    finally:
+        scorer.close()
+    out, errors = [], Counter()
+    for (n, _raw, obj), t in zip(rows, texts):
+        row: dict[str, Any] = {"line": n}
+        if isinstance(obj, dict) and "id" in obj:
+            row["id"] = obj["id"]
+        res = next(results) if t is not None else IFDError(
+            BAD_ROW, "row needs string fields instruction and output (and input, if present)")
+        if isinstance(res, IFDError):
+            row |= {"error": res.reason, "detail": res.detail}
+            errors[res.reason] += 1
+        else:
+            row |= score_fields(res, scorer)
+        out.append(row)
+    write_jsonl(out_path, out)
+    return {"in": len(rows), "out": str(out_path), "ok": len(rows) - sum(errors.values()),
+            "errors": dict(sorted(errors.items())), **scorer.stats.as_metrics(), **scorer.describe(),
+            **scorer.compute_metrics()}
+
+
+# the options of `vad eval` that override params.yaml `eval:` (argparse dest = EvalParams field)
+_EVAL_OVERRIDES = ("items", "backend", "model", "method", "fewshot", "base_url", "api_key_env", "max_new_tokens",
+                  "threads", "limit")
+
+
+def _eval(a: argparse.Namespace) -> int:
+    # imported here, like every handler's code: other `vad` commands do not load the evaluation (nor vad.llm)
+    import logging
+
+    from vad.core.config import EvalParams, load_params
+    from vad.core.paths import project_root
+    from vad.eval.metrics import format_summary
+    from vad.eval.runner import run_evaluation
+
+    logging.basicConfig(level=logging.WARNING if a.quiet else logging.INFO, format="[eval] %(message)s",
+                        stream=sys.stderr)
+    for noisy in ("httpx", "httpx2", "openai", "urllib3"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    # the project's params.yaml is checked whole, as every stage does; a file of one's own needs only these sections
+    params = (load_params(a.params, sections=("eval", "llm")) if a.params
+              else load_params() if (project_root() / "params.yaml").exists() else None)
+    ev = params.eval.model_dump() if params else {}
+    ev.update({k: getattr(a, k) for k in _EVAL_OVERRIDES if getattr(a, k) is not None})
+    cfg = EvalParams.from_params(ev)
+    out = Path(a.out_dir)
+    m = run_evaluation(cfg, params.llm if params else None, out / "results.jsonl", out / "metrics.json",
+                       progress=not a.quiet)
+    print(json.dumps(m, ensure_ascii=False, indent=2) if a.json else format_summary(m))
+    print(f"wrote {out / 'results.jsonl'} and {out / 'metrics.json'}", file=sys.stderr)
     return 0
 
 
@@ -150,10 +228,6 @@ def _review(a: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else argv
-    if argv and argv[0] == "eval":  # CValues-style evaluation has its own option parser
-        from vad.eval.evaluate import cli
-
-        return cli(argv[1:])
     ap = argparse.ArgumentParser(prog="vad", description=__doc__)
     sub = ap.add_subparsers(dest="cmd", required=True)
 
@@ -173,7 +247,25 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--params", default=None, help="params.yaml to read `ifd` from (default: the project's)")
     p.set_defaults(fn=_ifd)
 
-    sub.add_parser("eval", help="CValues-style two-choice evaluation of a model (vad eval --help)")
+    p = sub.add_parser("eval", help="CValues-style two-choice evaluation of a model (vad eval --help)",
+                       description="`vad eval`: evaluate a model on two-choice values items; params.yaml `eval:` "
+                                   "gives the defaults.")
+    p.add_argument("--items", nargs="+", help="items files/folders (default: eval.items)")
+    p.add_argument("--backend", choices=["local", "openai"])
+    p.add_argument("--model")
+    p.add_argument("--method", choices=["auto", "loglik", "generate"])
+    p.add_argument("--fewshot", choices=["auto", "true", "false"])
+    p.add_argument("--base-url")
+    p.add_argument("--api-key-env", help="NAME of the environment variable holding the API key")
+    p.add_argument("--max-new-tokens", type=int)
+    p.add_argument("--threads", type=int, help="loglik torch threads (0 = auto)")
+    p.add_argument("--limit", type=int, help="only the first N items")
+    p.add_argument("--out-dir", default="build/eval/adhoc",
+                   help="writes results.jsonl and metrics.json here (default: %(default)s, not the DVC outputs)")
+    p.add_argument("--params", default=None, help="params.yaml to read `eval` and `llm` from")
+    p.add_argument("--json", action="store_true", help="print the metrics JSON instead of the table")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(fn=_eval)
 
     p = sub.add_parser("fetch", help="(internet) load full CValues / PKU-SafeRLHF at a pinned revision into data/raw")
     p.add_argument("dataset", choices=["saferlhf", "cvalues"])

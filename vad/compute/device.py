@@ -20,7 +20,7 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-from vad.compute import names
+from vad.core import devices as names
 
 log = logging.getLogger(__name__)
 

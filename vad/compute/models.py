@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vad.compute.device import Compute, resolve as resolve_compute
-from vad.compute.names import DTYPE_ALIASES
+from vad.core.devices import DTYPE_ALIASES
 from vad.core.paths import model_dir
 
 log = logging.getLogger(__name__)

@@ -19,7 +19,7 @@ from typing import Any, ClassVar, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from vad.compute import names
+from vad.core import devices as names
 from vad.core import taxonomy
 from vad.core.errors import VadError
 from vad.core.paths import project_root
@@ -261,7 +261,7 @@ class IFDParams(Section):
     section: ClassVar[str] = "ifd"
     # scoring (ifd_score)
     model: str = Field("gemma3-270m", min_length=1)
-    template: str = "alpaca_zh_v1"   # a name in vad/quality/ifd_templates.py (checked by the scorer)
+    template: str = "alpaca_zh_v1"   # a name in vad/quality/ifd/templates.py (checked by the scorer)
     max_length: int = Field(512, ge=2)  # BOS + one answer token
     device: str = "auto"             # auto | cpu | cuda | cuda:N (vad.compute.device)
     dtype: str = "auto"              # auto | bfloat16 | float16 | float32

@@ -14,7 +14,8 @@ from pathlib import Path
 
 from vad.core.paths import project_root
 from vad.core.pipeline import PIPELINES
-from vad.core.stage import SCRIPTS, VALIDATOR, Stage
+from vad.core.stage import SCRIPTS, Stage
+from vad.core.suites import suite_files
 
 HEADER = """\
 # GENERATED from the STAGE declarations in stages/*.py by `vad pipeline write`: edit those, not this file.
@@ -105,12 +106,8 @@ def import_closure(script: str | Path, root: Path | None = None) -> list[str]:
 
 def stage_deps(stage: Stage, root: Path | None = None) -> tuple[list[str], list[str]]:
     """(data deps, code deps) of a stage."""
-    from vad.quality.validate import suite_files
-
     data = [*stage.reads, *(f for s in stage.suites for f in suite_files(s)), *stage.files]
     code = import_closure(stage.script, root)
-    if stage.suites:  # StageContext.validate imports the validator by name (VALIDATOR): its closure is code too
-        code = code[:1] + sorted(set(code[1:]) | set(import_closure(VALIDATOR.replace(".", "/") + ".py", root)))
     return list(dict.fromkeys(data)), code
 
 

@@ -6,7 +6,6 @@ closure as code deps), and at run time the stage can read, validate and write on
 only the params it declared, so nothing it uses can change without DVC rerunning it."""
 from __future__ import annotations
 
-import importlib
 import json
 import logging
 import os
@@ -20,9 +19,6 @@ from vad.core import paths
 from vad.core.errors import VadError
 
 SCRIPTS = "stages"
-# The GX validator, imported by name when a stage validates, so that only stages with suites depend on its code
-# (the dvc.yaml generator adds its import closure to theirs).
-VALIDATOR = "vad.quality.validate"
 
 
 @dataclass(frozen=True)
@@ -82,16 +78,6 @@ class StageContext:
 
         self._declared(path, self.stage.reads, "reads")
         return read_records(self.root / path)
-
-    def validate(self, records, suite: str, unless_empty: bool = False) -> dict:
-        """Run a declared GX suite; the result goes to the stage's metrics (and its file next to the outputs)."""
-        validate = importlib.import_module(VALIDATOR).validate
-        if suite not in self.stage.suites:
-            raise RuntimeError(f"stage {self.stage.name} validates suite {suite} without declaring it")
-        res = validate(records, suite, self.root / self.stage.gx_result(suite), self.params,
-                       unless_empty=unless_empty)
-        self.run.metrics["validation"] = res
-        return res
 
     def finish(self, outputs: dict[str, list], **metrics: Any) -> dict[str, Any]:
         for p in outputs:

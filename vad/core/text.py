@@ -91,7 +91,7 @@ def repeated_sentence(text: str) -> str | None:
 # --- refusals ----------------------------------------------------------------------------------------------
 # The phrases of a refusal, as regular expressions matched on NFKC text, case-insensitively. One list for the
 # whole pipeline: Evol-Instruct's short-refusal rule (vad/generate/elimination.py) and the evaluation's answer
-# parser (vad/eval/evaluate.py). Not a bare 无法: "无法比较" / "无法判断哪个" is an undecided comparison, not a refusal.
+# parser (vad/eval/answers.py). Not a bare 无法: "无法比较" / "无法判断哪个" is an undecided comparison, not a refusal.
 REFUSAL_PHRASES: tuple[str, ...] = (
     "抱歉", "对不起", "很遗憾", "无可奉告", "拒绝回答", "不便(?:回答|评价|作答)",
     "我不能", "不能回答", "不能提供", "不能帮", "我不会回答",

@@ -1,6 +1,6 @@
 """IFD selection: keep records in the band min ≤ IFD < max, then optionally the highest-IFD share of those.
 
-Scoring (vad/quality/ifd_score.py, expensive, cached) is split from selecting (here, cheap), as data-juicer splits
+Scoring (vad/quality/ifd_score.py with vad/quality/ifd/, expensive, cached) is split from selecting (here, cheap), as data-juicer splits
 compute_stats from process: changing `ifd.min`, `ifd.max` or `ifd.top_fraction` reruns only this.
 
 * IFD < min → `ifd_below_min`: the answer is predictable without the instruction (too easy).

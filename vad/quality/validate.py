@@ -17,8 +17,8 @@ from typing import Any
 from vad.core import taxonomy
 from vad.core.errors import VadError
 from vad.core.io import write_json
-from vad.core.paths import EXPECTATIONS, project_root
 from vad.core.record import Record
+from vad.core.suites import load_suite
 from vad.core.text import MIN_HAN_RATIO, han_ratio
 
 os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
@@ -53,30 +53,6 @@ def to_frame(records: list[Record]):
             "instruction_chars": len(r.instruction), "input_chars": len(r.input), "output_chars": len(r.output),
         })
     return pd.DataFrame(rows, columns=COLUMNS)
-
-
-def _suite_path(name: str, root: Path | None = None) -> Path:
-    return (root or project_root()) / EXPECTATIONS / f"{name}.json"
-
-
-def _read_suite(name: str, root: Path | None = None) -> dict:
-    with _suite_path(name, root).open(encoding="utf-8") as f:
-        return json.load(f)
-
-
-def suite_files(name: str) -> list[str]:
-    """The files a suite is made of: those it extends (recursively, first), then its own."""
-    out: list[str] = []
-    for base in _read_suite(name).get("extends", []):
-        out += [f for f in suite_files(base) if f not in out]
-    return out + [f"{EXPECTATIONS}/{name}.json"]
-
-
-def load_suite(name: str) -> dict:
-    """The suite with the expectations of the suites it extends before its own."""
-    d = _read_suite(name)
-    exps = [x for base in d.get("extends", []) for x in load_suite(base)["expectations"]]
-    return {"name": d["name"], "meta": d.get("meta", {}), "expectations": exps + d["expectations"]}
 
 
 def _parameter_names(obj: Any) -> set[str]:
@@ -149,3 +125,13 @@ def validate(records: list[Record], suite_name: str, result_path: str | Path, pa
             f"great-expectations suite {suite_name!r} failed ({len(failures)} expectation(s); "
             f"full result in {result_path}):\n" + "\n".join(failures))
     return {"suite": suite_name, "expectations": len(result["results"]), "success": True}
+
+
+def check(ctx: Any, records: list[Record], suite: str, unless_empty: bool = False) -> dict:
+    """Validate a stage's corpus against one of the suites its STAGE declares; the result goes to the stage's
+    metrics (and its file next to the stage's outputs)."""
+    if suite not in ctx.stage.suites:
+        raise RuntimeError(f"stage {ctx.stage.name} validates suite {suite} without declaring it")
+    res = validate(records, suite, ctx.root / ctx.stage.gx_result(suite), ctx.params, unless_empty=unless_empty)
+    ctx.run.metrics["validation"] = res
+    return res

@@ -1,6 +1,6 @@
 """The values the `device` and `dtype` params may take (checked by vad/core/config.py, resolved by
-vad/compute/device.py). Its own module so that every stage's params check depends on these names only, not on
-the resolver's code."""
+vad/compute/device.py). In core, apart from the resolver, so that every stage's params check depends on these
+names only, and core imports no package above it."""
 from __future__ import annotations
 
 import re

@@ -1,4 +1,4 @@
-"""`ifd.executor: ray` — IFD scoring on Ray Data: the scorer's chunks (vad/quality/ifd_score.py `plan_chunks`) go
+"""`ifd.executor: ray` — IFD scoring on Ray Data: the scorer's chunks (encode.plan_chunks) go
 through `map_batches` over a pool of actors, one per GPU of the cluster (or `ifd.ray_actors` CPU actors), each
 holding one loaded model. The driver keeps the score cache: it looks records up before anything is sent, and
 writes each chunk's scores as it comes back, so an interrupted run keeps every finished chunk. A chunk is scored
@@ -19,8 +19,15 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from vad.compute.device import Compute
+from vad.compute.device import Compute, resolve
+from vad.compute.models import fingerprint as model_fingerprint
+from vad.core.config import ParamsError
 from vad.core.errors import VadError
+from vad.quality.ifd.cache import CachedScore
+from vad.quality.ifd.encode import batch_budget
+from vad.quality.ifd.kernel import Kernel, available_cpus
+from vad.quality.ifd.templates import get_template
+from vad.quality.ifd.types import IFDError, ScoreStats
 
 log = logging.getLogger(__name__)
 _ERROR_LINE = re.compile(r"^\s*(?:[\w.]+\.)?(\w*(?:Error|Exception|OutOfMemory)): (.+)$")
@@ -67,14 +74,10 @@ def _connect() -> bool:
 
 def _describe_remote(model: str, device: str, dtype: str) -> dict[str, Any]:
     """Runs on the cluster, on the resources an actor gets: what `auto` resolves to there, and the fingerprint."""
-    from vad.compute.device import resolve
-    from vad.compute.models import fingerprint
-    from vad.core.config import ParamsError
-
     try:
         c = resolve(device, dtype, "ifd")
         return {"device": c.device, "dtype": c.dtype, "why": c.why, "device_name": c.device_name,
-                "fingerprint": fingerprint(model, c.dtype, "ifd.model")}
+                "fingerprint": model_fingerprint(model, c.dtype, "ifd.model")}
     except ParamsError as e:  # returned, not raised: rebuilt on the driver, against its params.yaml
         return {"params_error": [e.key, e.problem]}
 
@@ -83,28 +86,27 @@ class _ChunkActor:
     """One model per actor; scores chunks of records (rows of {"chunk", "items": JSON}) into {"chunk", "result"}."""
 
     def __init__(self, spec: dict[str, Any], fingerprint: str):
-        from vad.quality.ifd_score import IFDScorer
-
-        self.scorer = IFDScorer(**spec, cache=False, progress=False)
+        compute = resolve(spec["device"], spec["dtype"], "ifd")
+        here = model_fingerprint(spec["model"], compute.dtype, "ifd.model")
         self.name = f"{socket.gethostname()}:{os.getpid()}"
-        if self.scorer.fingerprint != fingerprint:
-            raise RuntimeError(f"model {spec['model']} on this node has fingerprint {self.scorer.fingerprint}, the "
+        if here != fingerprint:
+            raise RuntimeError(f"model {spec['model']} on this node has fingerprint {here}, the "
                                f"run expects {fingerprint}: the nodes do not hold the same model files")
+        size, tokens = batch_budget(compute.kind, spec["batch_size"], spec["max_batch_tokens"], spec["max_length"])
+        self.kernel = Kernel(spec["model"], get_template(spec["template"]), spec["max_length"], compute, here,
+                             size, tokens, spec["threads"] or available_cpus())
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np
 
-        from vad.quality.ifd_cache import CachedScore
-        from vad.quality.ifd_score import ScoreStats
-
         chunks, results = [], []
         for i, items in zip(batch["chunk"], batch["items"]):
             chunk = [(sha, tuple(texts)) for sha, texts in json.loads(items)]
-            self.scorer.stats = ScoreStats()
-            res = self.scorer.score_chunk(chunk)
+            self.kernel.stats = ScoreStats()
+            res = self.kernel.score_chunk(chunk)
             rows = [[sha, r.loss_cond, r.loss_direct, r.n_answer_tokens, r.truncated] if isinstance(r, CachedScore)
                     else [sha, None, r.reason, r.detail] for sha, r in res.items()]
-            st = self.scorer.stats
+            st = self.kernel.stats
             chunks.append(int(i))
             results.append(json.dumps({"rows": rows, "actor": self.name, "stats": {
                 "forward_batches": st.forward_batches, "tokens": st.tokens, "seconds": st.seconds,
@@ -125,8 +127,6 @@ class RayExecutor:
         nodes = max(1, sum(1 for n in ray.nodes() if n.get("Alive")))
         self.use_gpu = gpus > 0 and device != "cpu"
         if device.startswith("cuda") and not gpus:
-            from vad.core.config import ParamsError
-
             self.close()
             raise ParamsError("ifd.device", f"{device} was asked for but the Ray cluster has no GPU")
         self.actors = actors or (gpus if self.use_gpu else nodes)
@@ -140,8 +140,6 @@ class RayExecutor:
             self.close()
             raise _one_line(e, "resolving the model and device on the cluster") from None
         if "params_error" in d:
-            from vad.core.config import ParamsError
-
             self.close()
             raise ParamsError(*d["params_error"])
         self.compute = Compute(d["device"], d["dtype"], f"on the Ray cluster: {d['why']}", d["device_name"])
@@ -178,9 +176,6 @@ class RayExecutor:
             raise _one_line(e, f"scoring {len(chunks)} chunks (the finished ones are cached)") from None
 
     def _results(self, batch):
-        from vad.quality.ifd_cache import CachedScore
-        from vad.quality.ifd_score import IFDError
-
         for payload in batch["result"]:
             obj = json.loads(payload)
             self.actors_used.add(obj["actor"])

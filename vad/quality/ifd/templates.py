@@ -8,7 +8,7 @@ A template gives three texts:
 * the *direct prefix* put before the answer when scoring it without the instruction (may be empty).
 
 The scorer tokenises prompt, direct prefix and answer separately and concatenates the token ids, so the answer
-tokens are exactly the same in both sequences (see vad/quality/ifd_score.py). Changing any text of a template requires a new
+tokens are exactly the same in both sequences (see vad/quality/ifd/__init__.py). Changing any text of a template requires a new
 `version`; `IFDTemplate.key` also carries a digest of the texts, so an edit that forgets the bump still cannot
 reuse stale cached scores."""
 from __future__ import annotations

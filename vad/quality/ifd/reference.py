@@ -1,4 +1,4 @@
-"""The literal IFD reference: the definition in vad/quality/ifd_score.py computed the slow obvious way — batch size 1,
+"""The literal IFD reference: the definition in vad/quality/ifd/__init__.py computed the slow obvious way — batch size 1,
 the model's full forward (logits at every position, softcapping included), torch's cross-entropy over the answer
 positions — with its own tokenisation and truncation, so the scorer's answer-token spans are checked too.
 
@@ -11,7 +11,7 @@ from typing import Any
 
 
 def reference_score(lm, template, instruction: str, input: str, output: str, max_length: int) -> dict[str, Any]:
-    """IFD of one record as vad/quality/ifd_score.py defines it. `lm`: a vad.compute.models.LoadedLM."""
+    """IFD of one record as vad/quality/ifd/__init__.py defines it. `lm`: a vad.compute.models.LoadedLM."""
     import torch
 
     tok = lm.tokenizer
