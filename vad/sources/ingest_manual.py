@@ -1,6 +1,6 @@
 """Ingest the hand-written values instructions (source `manual`).
 
-Decisions on bad input (README "Bad input"), chosen so that our own data is fixed rather than silently thinned:
+Decisions on bad input (docs/operations.md, "Bad input"), chosen so that our own data is fixed rather than silently thinned:
 - a file not matching data/raw/manual/PROVENANCE.json (unlisted, missing, edited) → the stage FAILS naming it
   and the command that records the change (`vad provenance data/raw/manual --update`);
 - malformed JSON, a missing or mistyped field, an unknown level/value → the stage FAILS naming file:line;

@@ -1,6 +1,6 @@
 """CValues responsibility prompts → Evol-Instruct seeds (source `evol`, output empty until `evolve`).
 
-Each CValues domain maps to a default level/value (params.yaml `seeds.domain_map`; rationale in README). A row
+Each CValues domain maps to a default level/value (params.yaml `seeds.domain_map`; rationale in docs/llm.md, "The default tables"). A row
 with an unknown domain fails the stage naming file:line: the table must be extended, not guessed."""
 from __future__ import annotations
 
