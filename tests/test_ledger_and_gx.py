@@ -59,3 +59,28 @@ def test_id_is_content_hash():
     c.output = "新的回答"
     c.rehash()
     assert c.id != old and c.lineage.parents == [old]
+
+
+def test_each_expectation_is_written_once():
+    """The suites compose: no expectation (type + kwargs) appears in two files, and the corpus suites name their
+    sources instead of copying the source check."""
+    seen: dict[str, str] = {}
+    for f in sorted((ROOT / "expectations").glob("*.json")):
+        for exp in json.loads(f.read_text(encoding="utf-8"))["expectations"]:
+            key = json.dumps({"type": exp["type"], "kwargs": exp["kwargs"]}, sort_keys=True, ensure_ascii=False)
+            assert key not in seen, f"{f.name} repeats an expectation of {seen[key]}: {key}"
+            seen[key] = f.name
+
+
+def test_a_suite_checks_the_sources_it_names_and_the_raw_chinese_share(tmp_path):
+    with pytest.raises(ValidationError, match="source") as e:
+        validate([rec(1), rec(2, source="evol")], "evol", tmp_path / "gx.json", PARAMS)
+    assert rec(1).id in str(e.value) and rec(2, source="evol").id not in str(e.value)
+    assert validate([rec(1, source="evol"), rec(2, source="translated")], "merged", tmp_path / "gx2.json",
+                    PARAMS)["success"]  # merged names no sources: every source of the taxonomy
+    # raw_manual: up to 10% English-only rows pass (merge ledgers them), more fail the suite
+    zh = [rec(i) for i in range(9)]
+    en = [rec(i, instruction=f"Question number {i} about work, in English.") for i in range(20, 22)]
+    assert validate(zh + en[:1], "raw_manual", tmp_path / "gx3.json", PARAMS)["success"]
+    with pytest.raises(ValidationError, match="instruction_han_ratio"):
+        validate(zh + en, "raw_manual", tmp_path / "gx4.json", PARAMS)

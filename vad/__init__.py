@@ -1,7 +1,7 @@
 """vad: a reproducible, auditable pipeline for the Chinese Values Alignment Dataset (VAD)."""
 import os
 
-# No model hub, dataset hub or analytics is ever reachable from here: make every library fail fast
+# No model hub, dataset hub or analytics is ever reachable from this package: make every library fail fast
 # instead of trying the network (docs/methods.md §6). setdefault so a user can still override explicitly.
 for _k, _v in {
     "HF_HUB_OFFLINE": "1",

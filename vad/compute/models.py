@@ -166,7 +166,7 @@ def load_causal_lm(spec: str, dtype: str = "auto", param: str = "model", device:
 
         path = resolve(spec, param)
         folder, kw = _files(path)
-        # SDPA attention on every device (transformers' default on CPU too: same numerics as before)
+        # SDPA attention on every device (transformers' default on the CPU too)
         model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch_dtype(compute.dtype),
                                                      attn_implementation="sdpa", **kw)
         model.eval()

@@ -142,7 +142,7 @@ def render(pipeline: str, root: Path | None = None) -> str:
             lines.append("    outs:")
             lines += [f"      - {_q(o)}" for o in outs]
         lines.append("    metrics:")
-        lines += [f"      - {_q(m)}" for m in (st.metrics, *st.extra_metrics)]
+        lines += [f"      - {_q(st.metrics)}"]
         if st.plots:
             lines.append("    plots:")
             for path, axes in st.plots:
@@ -218,13 +218,3 @@ def unused_deps(used: dict[str, set[str]], deps: dict[str, list[str]]) -> list[t
     """(stage, dep) for every dep that covers nothing the stage used: a dep the stage does not need."""
     return sorted((stage, d) for stage, files in used.items() for d in deps.get(stage, [])
                   if not any(covered(p, [d]) for p in files))
-
-
-def static_usage(root: Path | None = None) -> dict[str, set[str]]:
-    """What each stage uses, found without running it: its import closure and its declared data."""
-    root = root or project_root()
-    out = {}
-    for name, st in all_stages(root).items():
-        data, code = stage_deps(st, root)
-        out[name] = set(code) | set(data)
-    return out

@@ -11,7 +11,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +33,6 @@ class Stage:
     plots: tuple[tuple[str, dict[str, str]], ...] = ()  # (path, {x, y}) of plot data among its writes
     pipeline: str = ""                        # folder of its dvc.yaml: "" = the dataset, "evaluation"
     ledgered: bool = True                     # keeps a ledger (every stage that passes records on does)
-    extra_metrics: tuple[str, ...] = field(default=())  # metrics files besides build/metrics/<name>.json
 
     @property
     def script(self) -> str:

@@ -28,7 +28,9 @@ def suite_files(name: str) -> list[str]:
 
 
 def load_suite(name: str) -> dict:
-    """The suite with the expectations of the suites it extends before its own."""
+    """The suite with the expectations of the suites it extends before its own (each expectation is written once,
+    in the one file that holds it), and the sources it names (None: every source)."""
     d = read_suite(name)
     exps = [x for base in d.get("extends", []) for x in load_suite(base)["expectations"]]
-    return {"name": d["name"], "meta": d.get("meta", {}), "expectations": exps + d["expectations"]}
+    return {"name": d["name"], "meta": d.get("meta", {}), "sources": d.get("sources"),
+            "expectations": exps + d["expectations"]}

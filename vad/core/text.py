@@ -27,10 +27,6 @@ def han_ratio(text: str) -> float:
     return round(len(_HAN.findall(text)) / chars, 4) if chars else 0.0
 
 
-def is_han(char: str) -> bool:
-    return bool(_HAN.match(char))
-
-
 def han_chars(text: str) -> set[str]:
     """The distinct Han characters of a text."""
     return set(_HAN.findall(text))

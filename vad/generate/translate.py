@@ -39,7 +39,6 @@ from vad.llm import ParseError, Prompt, Template, load_template
 from vad.quality.lang import detect_lang
 
 STAGE = "translate"
-FIELDS = ("instruction", "output", "rejected")
 TRANSLATE_TEMPLATE = "translate_zh"
 POLISH_TEMPLATE = "translate_polish"
 TEMPLATE_NAMES = (TRANSLATE_TEMPLATE, POLISH_TEMPLATE)  # the prompt files this stage reads

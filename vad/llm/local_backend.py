@@ -55,7 +55,7 @@ class LocalClient(LLMClient):
 
     def model_id(self) -> str:
         # weights + tokenizer + dtype digest: a moved folder still hits, changed weights never do; off the CPU the
-        # device kind too (a GPU's numerics sample other texts; the CPU's keys are as before devices existed)
+        # device kind too (a GPU's numerics sample other texts; the CPU's keys have no device part)
         kind = self.lm.compute.kind
         return f"local:{self.lm.fingerprint}" + ("" if kind == "cpu" else f"@{kind}")
 

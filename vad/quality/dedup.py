@@ -96,15 +96,8 @@ class Signer:
             sig[who[first]] = np.minimum(sig[who[first]], mins)
         return sig
 
-    def __call__(self, text: str) -> MinHash:
-        return self.minhash(self.signatures([text])[0])
-
     def minhash(self, signature: np.ndarray) -> MinHash:
         return MinHash(seed=1, hashvalues=signature, scheme="affine32")
-
-
-def minhash(text: str, ngram: int, num_perm: int) -> MinHash:
-    return Signer(ngram, num_perm)(text)
 
 
 def near_dedup(records: list[Record], threshold: float, ngram: int, num_perm: int, run: StageRun) -> list[Record]:
