@@ -102,7 +102,7 @@ def main() -> None:
         print(f"min_confidence {t}: {s['share']:.0%} of predictions set the category, {s['accuracy']:.0%} of them right")
     from vad.compute.device import cpu_name
 
-    out = {"date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(),
+    out = {"date": time.strftime("%Y-%m-%d"), "cpu": cpu_name(), "load_avg_1min": round(os.getloadavg()[0], 2),
            "cpus": os.cpu_count(), "records": len(texts), "folds": a.folds, "results": rows}
     dest = ROOT / "benchmarks/results/categorizer.json"
     dest.write_text(json.dumps(out, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
