@@ -3,8 +3,8 @@
 estimate (`vad llm estimate`) next to what was spent, and a rerun's cache hits (goal: all, zero calls).
 
 The stages run as in the pipeline (stages/seeds.py, stages/evolve.py, in process) in a copy of the project with
-the bundled CValues prompts; the fake model (tests/test_llm_stages_faults.py: plausible Chinese rewrites, judge
-verdicts and answers) answers over real HTTP (tests/fake_openai.py).
+the bundled CValues prompts; the fake model (tests/support/fake_model.py: plausible Chinese rewrites, judge
+verdicts and answers) answers over real HTTP (tests/support/fake_openai.py).
 
     .venv/bin/python benchmarks/evolve_scale.py [--latency 0.2] [--concurrency 16] [--seeds 664] [--rounds 2]
 Writes benchmarks/results/evolve_scale.json."""
@@ -24,10 +24,11 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the test helpers: tests/support/
 
-from fake_openai import FakeOpenAI  # noqa: E402
-from test_llm_stages_faults import fake_model, set_llm_params  # noqa: E402
+from tests.support.fake_model import fake_model  # noqa: E402
+from tests.support.fake_openai import FakeOpenAI  # noqa: E402
+from tests.support.llm_stages import set_llm_params  # noqa: E402
 
 from vad import cli  # noqa: E402
 from vad.core import paths  # noqa: E402

@@ -1,6 +1,6 @@
 """How much the openai backend's thread pool buys against a slow endpoint, and what a warm cache costs.
 
-Fake OpenAI-compatible server (tests/fake_openai.py) with a fixed latency per request; N distinct tasks with
+Fake OpenAI-compatible server (tests/support/fake_openai.py) with a fixed latency per request; N distinct tasks with
 concurrency 1 and 16, each with a fresh cache; then the 16 case again on its warm cache (goal: 0 calls).
 
     .venv/bin/python benchmarks/llm_concurrency.py [--n 64] [--latency 0.2]
@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the test helpers: tests/support/
 
-from fake_openai import FakeOpenAI  # noqa: E402
+from tests.support.fake_openai import FakeOpenAI  # noqa: E402
 
 from vad.core.config import LLMParams
 from vad.llm import GenerationTask, load_template, make_client, run_tasks  # noqa: E402

@@ -1,4 +1,4 @@
-"""How the review app copes with a 29k-sample-scale queue: a synthetic 30,000-record build/ifd/selected.jsonl
+"""How the review app copes with a 29k-sample-scale queue: a synthetic 30,000-record build/judge/judged.jsonl
 (manual / evol / translated, ~1 kB of Chinese text each), a merge ledger with 3,000 duplicates, 664 seeds and a
 decision log of 5,000 lines, served by a real `vad review serve` process.
 
@@ -26,9 +26,9 @@ import httpx
 import psutil
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests"))
+sys.path.insert(0, str(ROOT))  # the test helpers: tests/support/
 
-from test_review_browser import Server  # noqa: E402
+from tests.support.review_server import Server  # noqa: E402
 
 from vad.core.record import Lineage, Record, dumps, sha256_text  # noqa: E402
 from vad.core.taxonomy import LEVELS  # noqa: E402
@@ -73,7 +73,7 @@ def build(root: Path, n: int, seed: int = 1) -> dict:
                                                    "sha256": sha256_text(str(i))}, parents=parents,
                                            ops=[{"stage": "merge", "op": "merge"}]),
                            meta=meta))
-    for rel, rows in (("build/ifd/selected.jsonl", recs), ("build/seeds/seeds.jsonl", seeds)):
+    for rel, rows in (("build/judge/judged.jsonl", recs), ("build/seeds/seeds.jsonl", seeds)):
         p = root / rel
         p.parent.mkdir(parents=True, exist_ok=True)
         p.write_text("".join(dumps(r.to_dict()) + "\n" for r in rows), encoding="utf-8")
@@ -88,7 +88,7 @@ def build(root: Path, n: int, seed: int = 1) -> dict:
     p.write_text("".join(dumps(e) + "\n" for e in dups), encoding="utf-8")
     decisions = [log.new_decision(recs[i], rng.choice(("wang", "li")), "accept") for i in rng.sample(range(n), 5000)]
     log.append(root / "review/decisions.jsonl", decisions)
-    size = (root / "build/ifd/selected.jsonl").stat().st_size
+    size = (root / "build/judge/judged.jsonl").stat().st_size
     return {"records": n, "selected_mb": round(size / 2**20, 1), "decision_lines": len(decisions),
             "merge_ledger_duplicates": len(dups), "seeds": len(seeds)}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_openai import FakeOpenAI
+from support.fake_openai import FakeOpenAI
 from vad.cli import main as vad_main
 from vad.eval.answers import NEED_CHECK, REFUSED, classify_answer
 from vad.eval.items import CVALUES, COMPARISON, load_file, load_items

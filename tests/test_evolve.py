@@ -8,10 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from fake_openai import FakeOpenAI
-from test_llm_stages_faults import (check_books, fake_model, make_seeds, read_jsonl, run_stage,  # noqa: F401
-                                    set_llm_params, stage_env)
+from support.fake_model import fake_model
+from support.fake_openai import FakeOpenAI
+from support.llm_stages import check_books, make_seeds, read_jsonl, run_stage, set_llm_params, write_records
 from vad.generate import evolve
 from vad.generate.elimination import (AnswerEmpty, NoGainJudge, NoGainPrecheck, RefusalShort, TemplateLeak, answer_content,
                              new_chars)
@@ -229,7 +228,6 @@ def test_evolve_stage_each_rule_fires_and_lineage_is_complete(stage_env):
 
 def test_complicate_input_and_breadth_outputs(stage_env):
     seeds = make_seeds()[:1] + make_seeds()[6:]
-    from test_llm_stages_faults import write_records
     write_records(stage_env / "build/seeds/seeds.jsonl", seeds)
     with FakeOpenAI(fake_model) as srv:
         set_llm_params(stage_env, srv, evol={"seed_limit": 2, "rounds": 4, "breadth_share": 0.5, "rng_seed": 3})
@@ -267,7 +265,6 @@ def test_evolve_with_the_local_model_balances(tmp_path, monkeypatch):
 
 def test_evolve_stage_with_nothing_surviving_completes(stage_env):
     """Every evolution eliminated: the stage still finishes (ledger explains all), the GX check is reported skipped."""
-    from test_llm_stages_faults import write_records
     seeds = [s for s in make_seeds() if "【同】" in s.instruction or "【漏】" in s.instruction]
     write_records(stage_env / "build/seeds/seeds.jsonl", seeds)
     with FakeOpenAI(fake_model) as srv:

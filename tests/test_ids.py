@@ -12,8 +12,9 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, manual_line, record_provenance
-from fake_openai import FakeOpenAI
-from test_llm_stages_faults import CLAUSES, SEED_PROMPTS, fake_model, make_seeds, read_jsonl, set_llm_params, write_records
+from support.fake_model import CLAUSES, fake_model
+from support.fake_openai import FakeOpenAI
+from support.llm_stages import SEED_PROMPTS, make_seeds, read_jsonl, set_llm_params, write_records
 from vad.core.errors import AccountingError
 from vad.core.ledger import StageRun, id_problems
 from vad.core.record import SAME_CONTENT, Record, occurrence_id

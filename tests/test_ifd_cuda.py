@@ -7,7 +7,7 @@ torch = pytest.importorskip("torch")
 if not torch.cuda.is_available():
     pytest.skip("no CUDA GPU", allow_module_level=True)
 
-from test_ifd import IFD_PARAMS, SAMPLES, spearman  # noqa: E402
+from support.ifd_samples import IFD_PARAMS, SAMPLES, spearman  # noqa: E402
 
 
 def test_cuda_scorer_matches_the_cpu_fp32_reference():

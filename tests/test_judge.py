@@ -13,7 +13,7 @@ from types import SimpleNamespace
 import pytest
 
 from conftest import ROOT
-from fake_openai import FakeOpenAI
+from support.fake_openai import FakeOpenAI
 from vad.core.config import LLMParams, load_params
 from vad.core.filters import FLAGS
 from vad.core.ledger import StageRun

@@ -8,9 +8,9 @@ from collections import defaultdict
 
 import pytest
 
-from fake_openai import FakeOpenAI
-from test_llm_stages_faults import (REASK_PREFIX, fake_model, make_pairs, run_stage, set_llm_params,  # noqa: F401
-                                    stage_env, write_records)
+from support.fake_model import REASK_PREFIX, fake_model
+from support.fake_openai import FakeOpenAI
+from support.llm_stages import make_pairs, run_stage, set_llm_params, write_records
 from vad import cli
 from vad.generate.estimate import MESSAGE_TOKENS, approx_tokens
 from vad.core.config import LLMParams

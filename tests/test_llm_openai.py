@@ -1,4 +1,4 @@
-"""The openai backend against a real local HTTP server (tests/fake_openai.py): faults, retries, re-asks,
+"""The openai backend against a real local HTTP server (tests/support/fake_openai.py): faults, retries, re-asks,
 the request cache (zero calls on rerun, survives a kill), and the API key never leaving the client."""
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from fake_openai import FAULTS, FakeOpenAI, messages_hash
+from support.fake_openai import FAULTS, FakeOpenAI, messages_hash
 from vad.core.config import LLMParams, ParamsError
 from vad.llm import GenerationTask, LLMFatalError, ParseError, load_template, make_client, run_tasks
 from vad.llm.client import REASK_TEXT

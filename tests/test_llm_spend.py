@@ -11,8 +11,9 @@ import sys
 import pytest
 
 from conftest import ROOT
-from fake_openai import FakeOpenAI
-from test_llm_stages_faults import fake_model, run_stage, set_llm_params, stage_env  # noqa: F401
+from support.fake_model import fake_model
+from support.fake_openai import FakeOpenAI
+from support.llm_stages import run_stage, set_llm_params
 from vad.core.config import LLMParams, ParamsError
 from vad.llm import GenerationTask, SpendCapReached, load_template, make_client, run_tasks
 

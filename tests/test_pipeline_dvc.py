@@ -22,18 +22,19 @@ import yaml
 from conftest import ROOT
 from vad.core import dvc_yaml, paths
 from vad.core.ledger import id_problems
-from vad.core.pipeline import DATASET
+from vad.core.pipeline import DATASET, RECORD_STAGES
 from vad.publish.trace import CORPORA
 
 pytestmark = pytest.mark.slow
 BIN = Path(sys.executable).parent
 ALL_STAGES = set(DATASET)
-ENV: dict[str, str] = {}  # set by the proj fixture: the project's own caches and trace folder
+REUSE = os.environ.get("VAD_TEST_BUILT_PROJECT")  # developers: reuse a project the `proj` fixture already built
 
 
-def sh(cmd, cwd, check=True):
-    env = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **ENV}
-    r = subprocess.run(cmd, cwd=cwd, shell=True, capture_output=True, text=True, env=env)
+def sh(cmd, cwd, env: dict[str, str], check=True):
+    """Run a shell command in `cwd` with the venv on PATH and `env` (the `proj_env` fixture) added."""
+    full = {**os.environ, "PATH": f"{BIN}:{os.environ['PATH']}", "DVC_NO_ANALYTICS": "1", **env}
+    r = subprocess.run(cmd, cwd=cwd, shell=True, capture_output=True, text=True, env=full)
     if check and r.returncode != 0:
         raise AssertionError(f"{cmd} failed ({r.returncode}):\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
     return r
@@ -51,11 +52,11 @@ def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(l) for l in path.read_text(encoding="utf-8").splitlines() if l.strip()]
 
 
-def append_manual(proj: Path, f: Path, *objs: dict) -> None:
+def append_manual(proj: Path, env: dict[str, str], f: Path, *objs: dict) -> None:
     """Append records to a raw manual file, then record the change in its provenance as a user would."""
     with f.open("a", encoding="utf-8") as fh:
         fh.writelines(json.dumps(o, ensure_ascii=False) + "\n" for o in objs)
-    sh(f"vad provenance {paths.RAW_MANUAL} --update", proj)
+    sh(f"vad provenance {paths.RAW_MANUAL} --update", proj, env)
 
 
 def set_params(proj: Path, **changes):
@@ -67,37 +68,60 @@ def set_params(proj: Path, **changes):
     p.write_text(yaml.safe_dump(params, allow_unicode=True, sort_keys=False), encoding="utf-8")
 
 
+def project_env(proj: Path, caches: Path, trace: bool = False) -> dict[str, str]:
+    """What every command against the built project adds to the environment: the project's own caches; its own
+    code on PYTHONPATH (the copy runs, and the trace sees, its modules; not for a reused project); with `trace`
+    (its one full build), the trace folder."""
+    env = {"VAD_CACHE_DIR": str(caches / "cache")}
+    if trace:
+        env["VAD_TRACE_DIR"] = str(caches / "trace")
+    if not REUSE:
+        env["PYTHONPATH"] = str(proj)
+    return env
+
+
 @pytest.fixture(scope="module")
-def proj(tmp_path_factory):
-    caches = tmp_path_factory.mktemp("vadproj-caches")
-    ENV.update(VAD_CACHE_DIR=str(caches / "cache"), VAD_TRACE_DIR=str(caches / "trace"))
-    if os.environ.get("VAD_TEST_BUILT_PROJECT"):  # developers: reuse a project this fixture already built
-        return Path(os.environ["VAD_TEST_BUILT_PROJECT"])
+def proj_caches(tmp_path_factory) -> Path:
+    """The built project's caches (cache/: LLM answers, IFD scores) and the traces of its full build (trace/)."""
+    return tmp_path_factory.mktemp("vadproj-caches")
+
+
+@pytest.fixture(scope="module")
+def proj(tmp_path_factory, proj_caches) -> Path:
+    """A copy of the project (its git-tracked files) with small LLM params, built by `dvc repro` (the dataset, then
+    the evaluation pipeline) with tracing on and committed: once per module; the tests run on in it, in order."""
+    if REUSE:
+        return Path(REUSE)
     proj = tmp_path_factory.mktemp("vadproj")
-    ENV["PYTHONPATH"] = str(proj)  # the copy runs its own code (and the trace sees its modules)
+    env = project_env(proj, proj_caches, trace=True)  # the traces of one full build: test_deps_cover_what_stages_use
     tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, capture_output=True, text=True, check=True).stdout
     for rel in tracked.splitlines():
         if (ROOT / rel).is_file():
             (proj / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(ROOT / rel, proj / rel)
-    sh("git init -q -b main && git config user.name t && git config user.email t@t", proj)
+    sh("git init -q -b main && git config user.name t && git config user.email t@t", proj, env)
     # small LLM workload so the test stays in minutes; everything else is the default configuration
     set_params(proj, evol__seed_limit=2, evol__rounds=1, translate__limit=2, llm__max_new_tokens=96)
-    sh("git add -A && git commit -qm init && dvc pull -q data.dvc", proj)
-    r = sh("dvc repro", proj)
+    sh("git add -A && git commit -qm init && dvc pull -q data.dvc", proj, env)
+    r = sh("dvc repro", proj, env)
     assert ran(r.stdout) == ALL_STAGES  # the dataset only: evaluation is its own pipeline
-    r = sh("dvc repro evaluation/dvc.yaml", proj)
+    r = sh("dvc repro evaluation/dvc.yaml", proj, env)
     assert ran(r.stdout) == {"evaluate"}
-    ENV.pop("VAD_TRACE_DIR")  # the traces of one full build are what test_deps_cover_what_stages_use reads
-    sh("git add -A && git commit -qm built", proj)
+    sh("git add -A && git commit -qm built", proj, project_env(proj, proj_caches))  # tracing off from here
     return proj
 
 
-def test_deps_cover_what_stages_use(proj):
+@pytest.fixture(scope="module")
+def proj_env(proj, proj_caches) -> dict[str, str]:
+    """The environment every command against the built project runs with: `sh(cmd, proj, proj_env)`."""
+    return project_env(proj, proj_caches)
+
+
+def test_deps_cover_what_stages_use(proj, proj_caches):
     """Every project file a stage opened or imported during the build is one of its deps in dvc.yaml, and every
     data dep covers a file it opened, so removing any data dep from dvc.yaml makes this test fail (code deps are
     the static import closure, a superset of what one run imports: tests/test_pipeline_deps.py checks them)."""
-    trace = Path(ENV["VAD_CACHE_DIR"]).parent / "trace"
+    trace = proj_caches / "trace"
     used = {}
     for f in trace.glob("*.json"):
         t = json.loads(f.read_text())
@@ -149,7 +173,7 @@ def test_every_record_is_accounted_for_by_id(proj):
     the whole build an id is ledgered at most once and never passed on after it was ledgered."""
     stages = dvc_yaml.all_stages(proj)
     problems, ledgered, passed_on = [], {}, {}
-    for name in DATASET:
+    for name in RECORD_STAGES:  # the stages that pass records on (categorize_train fits a model)
         st, m = stages[name], json.loads((proj / paths.metrics(name)).read_text())
         outputs = [r for w in st.writes if w in RECORD_CORPORA for r in read_jsonl(proj / w)]
         ledger = read_jsonl(proj / st.ledger)
@@ -195,18 +219,18 @@ def test_every_ledgered_reason_is_declared(proj):
     from vad.reasons import catalogue
 
     declared = set(catalogue())
-    used = {e["reason"] for name in DATASET for e in read_jsonl(proj / dvc_yaml.all_stages(proj)[name].ledger)}
+    used = {e["reason"] for name in RECORD_STAGES for e in read_jsonl(proj / dvc_yaml.all_stages(proj)[name].ledger)}
     used |= {f["reason"] for w in RECORD_CORPORA if (proj / w).is_file() for r in read_jsonl(proj / w)
              for f in r["meta"].get("flags", [])}
     assert used and used - declared == set()
 
 
-def test_second_repro_does_nothing(proj):
-    r = sh("dvc repro", proj)
+def test_second_repro_does_nothing(proj, proj_env):
+    r = sh("dvc repro", proj, proj_env)
     assert ran(r.stdout) == set()
 
 
-def test_edit_one_manual_record_reruns_only_dependents(proj):
+def test_edit_one_manual_record_reruns_only_dependents(proj, proj_env):
     f = sorted((proj / "data/raw/manual").glob("*.jsonl"))[0]
     lines = f.read_text(encoding="utf-8").splitlines()
     obj = json.loads(lines[0])
@@ -215,69 +239,73 @@ def test_edit_one_manual_record_reruns_only_dependents(proj):
     lines[0] = json.dumps(obj, ensure_ascii=False)
     f.write_text("\n".join(lines) + "\n", encoding="utf-8")
     # an edit the provenance does not describe is refused, with the command that records it
-    r = sh("dvc repro", proj, check=False)
+    r = sh("dvc repro", proj, proj_env, check=False)
     rel = f.relative_to(proj).as_posix()
     assert r.returncode != 0 and f"{rel}: sha256 differs from data/raw/manual/PROVENANCE.json" in r.stderr, r.stderr
     assert "`vad provenance data/raw/manual --update`" in r.stderr
-    sh("vad provenance data/raw/manual --update", proj)
-    r = sh("dvc repro", proj)
-    assert ran(r.stdout) == {"ingest_manual", "merge", "ifd_score", "ifd_select", "review", "export"}
+    sh("vad provenance data/raw/manual --update", proj, proj_env)
+    r = sh("dvc repro", proj, proj_env)
+    # the categorizer learns from the hand-written records, so it and the judge follow
+    assert ran(r.stdout) == {"ingest_manual", "categorize_train", "merge", "ifd_score", "ifd_select", "judge",
+                             "review", "export"}
     m = json.loads((proj / "build/metrics/ifd_score.json").read_text())
     assert m["scored"] == 1, m  # the score cache makes every other record free
-    sh("git add -A && git commit -qm edit", proj)
+    sh("git add -A && git commit -qm edit", proj, proj_env)
 
 
-def test_ifd_params_rerun_the_right_stages(proj):
+def test_ifd_params_rerun_the_right_stages(proj, proj_env):
     set_params(proj, ifd__min=0.96)  # about the median: the selection changes, so review and export follow
-    r = sh("dvc repro", proj)
-    assert ran(r.stdout) == {"ifd_select", "review", "export"}
+    r = sh("dvc repro", proj, proj_env)
+    # the categorizer reads the selection (for the records reviewers settled), so it and the judge follow
+    assert ran(r.stdout) == {"ifd_select", "categorize_train", "judge", "review", "export"}
     # a new template means new scores: DVC must see ifd_score as changed (not run here: it re-scores everything)
     set_params(proj, ifd__template="superfiltering_v1")
-    status = sh("dvc status ifd_score", proj).stdout
+    status = sh("dvc status ifd_score", proj, proj_env).stdout
     assert "ifd_score" in status and "ifd.template" in status, status
-    sh("git checkout params.yaml && dvc repro", proj)
+    sh("git checkout params.yaml && dvc repro", proj, proj_env)
 
 
-def test_queued_ifd_sweep_shows_kept_counts(proj):
+def test_queued_ifd_sweep_shows_kept_counts(proj, proj_env):
     # the README's sweep: queued experiments run in temporary workspaces, so every stage output must be restorable
     # from the DVC cache there (an uncached output under the git-ignored build/ made DVC rerun everything and
     # `dvc exp show` print "!")
     import csv
 
-    sh("git add -A && git commit -qm built --allow-empty", proj)
-    sh("dvc exp run --queue -S 'ifd.min=0.93,0.96'", proj)
-    r = sh("dvc exp run --run-all", proj)
+    sh("git add -A && git commit -qm built --allow-empty", proj, proj_env)
+    sh("dvc exp run --queue -S 'ifd.min=0.93,0.96'", proj, proj_env)
+    r = sh("dvc exp run --run-all", proj, proj_env)
     assert "Running stage 'ifd_score'" not in r.stdout and "Running stage 'merge'" not in r.stdout, r.stdout[-3000:]
-    shown = sh("dvc exp show --csv --drop '.*' --keep 'Experiment|ifd\\.min|^kept$|kept_level_.*'", proj).stdout
+    keep = "'Experiment|ifd\\.min|^kept$|kept_level_.*'"
+    shown = sh(f"dvc exp show --csv --drop '.*' --keep {keep}", proj, proj_env).stdout
     rows = {row["ifd.min"]: row for row in csv.DictReader(shown.splitlines()) if row["Experiment"]}
     assert set(rows) == {"0.93", "0.96"}, shown
     lo, hi = rows["0.93"], rows["0.96"]
     assert all(v.isdigit() for row in (lo, hi) for k, v in row.items() if k.startswith("kept")), shown
     assert int(lo["kept"]) > int(hi["kept"])  # a higher minimum keeps fewer records
     assert int(hi["kept"]) == sum(int(hi[f"kept_level_{lv}"]) for lv in ("person", "social", "nation"))
-    sh("dvc exp remove -A", proj)
+    sh("dvc exp remove -A", proj, proj_env)
 
 
-def test_exp_run_near_dup_threshold(proj):
+def test_exp_run_near_dup_threshold(proj, proj_env):
     # a near-duplicate (Jaccard ~0.9) of a manual record: dropped at the default 0.7, kept at 0.95
     f = sorted((proj / "data/raw/manual").glob("*.jsonl"))[0]
     obj = json.loads(f.read_text(encoding="utf-8").splitlines()[1])
     obj["output"] += "以上建议仅供参考，具体情况还需要结合实际来判断和处理。"
-    append_manual(proj, f, obj)
-    sh("dvc repro && git add -A && git commit -qm near-dup", proj)
+    append_manual(proj, proj_env, f, obj)
+    sh("dvc repro && git add -A && git commit -qm near-dup", proj, proj_env)
     base = json.loads((proj / "build/metrics/merge.json").read_text())
     assert base["dropped_by_reason"].get("near_duplicate", 0) >= 1
-    sh("dvc exp run -n strict -S merge.near_dup_threshold=0.95", proj)
+    sh("dvc exp run -n strict -S merge.near_dup_threshold=0.95", proj, proj_env)
     exp_metrics = json.loads((proj / "build/metrics/merge.json").read_text())  # plain exp run applies to workspace
     assert exp_metrics["out"] > base["out"]
     assert exp_metrics["dropped_by_reason"].get("near_duplicate", 0) < base["dropped_by_reason"]["near_duplicate"]
-    shown = json.loads(sh("dvc exp show --json", proj).stdout)
+    shown = json.loads(sh("dvc exp show --json", proj, proj_env).stdout)
     strict, = named(shown, "strict")
     assert strict["params"]["params.yaml"]["data"]["merge"]["near_dup_threshold"] == 0.95
     assert strict["metrics"]["build/metrics/merge.json"]["data"]["out"] == exp_metrics["out"]
     baseline, = [e["data"] for e in shown if e["rev"] != "workspace"]
     assert baseline["metrics"]["build/metrics/merge.json"]["data"]["out"] == base["out"]
-    sh("git checkout -- . && dvc checkout -q", proj)
+    sh("git checkout -- . && dvc checkout -q", proj, proj_env)
 
 
 def named(obj, name: str) -> list[dict]:
@@ -290,32 +318,32 @@ def named(obj, name: str) -> list[dict]:
     return here + [d for v in obj.values() for d in named(v, name)]
 
 
-def test_forced_runs_are_byte_identical(proj):
-    sh("dvc repro --force", proj)
+def test_forced_runs_are_byte_identical(proj, proj_env):
+    sh("dvc repro --force", proj, proj_env)
     first = sha(proj / "build/export/vad.json")
-    sh("dvc repro --force", proj)
+    sh("dvc repro --force", proj, proj_env)
     assert sha(proj / "build/export/vad.json") == first
 
 
-def test_trace_and_why(proj):
-    out = sh("vad trace 0", proj).stdout
+def test_trace_and_why(proj, proj_env):
+    out = sh("vad trace 0", proj, proj_env).stdout
     assert re.search(r"raw +data/raw/\S+\.jsonl:\d+ +\(sha256 matches", out), out
     # add a near-duplicate of an exported manual record, rebuild, and ask why it was dropped
     f = sorted((proj / "data/raw/manual").glob("*.jsonl"))[-1]
     last = json.loads(f.read_text(encoding="utf-8").splitlines()[-1])
     obj = {**last, "output": last["output"].rstrip("。") + "，这一点很重要。"}
-    append_manual(proj, f, obj, last)  # a near-duplicate and an exact copy of a manual record
-    sh("dvc repro", proj)
+    append_manual(proj, proj_env, f, obj, last)  # a near-duplicate and an exact copy of a manual record
+    sh("dvc repro", proj, proj_env)
     merge_ledger = read_jsonl(proj / "build/ledger/merge.jsonl")
     n = len(f.read_text(encoding="utf-8").splitlines())
     mine = {e["record"]["lineage"]["origin"]["line"]: e for e in merge_ledger
             if e["record"]["lineage"]["origin"]["file"] == f.relative_to(proj).as_posix()}
     near, exact = mine[n - 1], mine[n]
     assert near["reason"] == "near_duplicate" and exact["reason"] == "exact_duplicate"
-    out = sh(f"vad why {near['id']}", proj).stdout
+    out = sh(f"vad why {near['id']}", proj, proj_env).stdout
     assert "stage 'merge'" in out and near["reason"] in out and near["dup_of"] in out
     # the exact copy has its own id (not the kept record's): `vad why` prints its one entry
     assert exact["id"] != exact["dup_of"] and exact["record"]["meta"]["same_content_as"] == exact["dup_of"]
-    out = sh(f"vad why {exact['id']}", proj).stdout
+    out = sh(f"vad why {exact['id']}", proj, proj_env).stdout
     assert out.count("was dropped by stage") == 1 and "exported" not in out.splitlines()[0]
     assert f"it duplicates {exact['dup_of']} ({f.relative_to(proj).as_posix()}:{n - 2})" in out

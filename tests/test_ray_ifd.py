@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from test_ifd import SAMPLES, _rec
+from support.ifd_samples import SAMPLES, sample_record
 from vad.core.stage import run_script
 
 pytestmark = pytest.mark.slow  # starts Ray and two actors that each load the model (~1 min on 2 cores)
@@ -44,7 +44,7 @@ def test_ray_executor_gives_the_local_scores(mini_project, monkeypatch, tmp_path
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)  # a local instance, started and shut down by the stage
     monkeypatch.setattr(encode, "CHUNK_RECORDS", 3)  # 9 records → 3 chunks, so both actors get work
-    recs = [_rec(*s) for s in SAMPLES[:9]] + [_rec("没有回答", "", " ")]
+    recs = [sample_record(*s) for s in SAMPLES[:9]] + [sample_record("没有回答", "", " ")]
     write_jsonl("build/merge/merged.jsonl", recs)
     set_ifd(mini_project, dtype="float32", max_length=96, executor="ray", ray_actors=2)
     ray_scored, m = run_stage()
@@ -81,7 +81,7 @@ def test_errors_on_the_cluster_are_one_line(mini_project, monkeypatch):
     from vad.core.io import write_jsonl
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    write_jsonl("build/merge/merged.jsonl", [_rec(*SAMPLES[0])])
+    write_jsonl("build/merge/merged.jsonl", [sample_record(*SAMPLES[0])])
     set_ifd(mini_project, model="/nowhere/model", executor="ray", ray_actors=1)
     with pytest.raises(ParamsError) as e:
         run_stage()

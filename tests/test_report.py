@@ -1,7 +1,10 @@
 """The build report: funnel plot data (and `dvc plots`), report.md and report.html from the build's metrics files;
 the HTML in headless Chromium (no request leaves the page, every chart decodes, the funnel shown equals the
 metrics files, a screenshot kept); `vad report` adds the evaluation only when it exists and never touches the
-export stage's outputs, which do not depend on the evaluation."""
+export stage's outputs, which do not depend on the evaluation.
+
+The build is the session's `nc_build` (tests/conftest.py, tests/support/export_build.py), shared with
+tests/test_export.py."""
 import base64
 import csv
 import hashlib
@@ -16,7 +19,7 @@ import pytest
 from PIL import Image
 
 from conftest import ARTIFACTS, ROOT
-from test_export import EXPORT, metrics, shared_build
+from support.export_build import EXPORT, metrics
 from vad.core import dvc_yaml, paths
 from vad.core.pipeline import DATASET
 from vad.publish import layout, report
@@ -30,31 +33,26 @@ EVALUATE = {"backend": "local", "model": "test-model", "method": "loglik", "acc"
             "by_level": {"nation": {"acc": 0.5, "acc_star": 0.5, "consistency": 0.0, "first_position_rate": 0.5}}}
 
 
-@pytest.fixture
-def built(tmp_path_factory):
-    return shared_build(tmp_path_factory, translated=True)
-
-
 def present_stages(project: Path) -> list[str]:
     return [s for s in DATASET if (project / paths.metrics(s)).exists()]
 
 
-def test_funnel_csv_and_markdown_equal_the_metrics(built):
-    with (built / EXPORT / layout.FUNNEL).open(encoding="utf-8") as f:
+def test_funnel_csv_and_markdown_equal_the_metrics(nc_build):
+    with (nc_build / EXPORT / layout.FUNNEL).open(encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
-    assert [r["stage"] for r in rows] == present_stages(built)  # pipeline order, every stage that ran
+    assert [r["stage"] for r in rows] == present_stages(nc_build)  # pipeline order, every stage that ran
     assert {"ingest_manual", "translate", "merge", "ifd_select", "review", "export"} <= {r["stage"] for r in rows}
-    md = (built / EXPORT / layout.REPORT_MD).read_text(encoding="utf-8")
+    md = (nc_build / EXPORT / layout.REPORT_MD).read_text(encoding="utf-8")
     for r in rows:
-        m = metrics(built, r["stage"])
+        m = metrics(nc_build, r["stage"])
         assert {k: int(r[k]) for k in report.FUNNEL_COLUMNS[2:]} == {k: m[k] for k in report.FUNNEL_COLUMNS[2:]}
         assert r["step"] == f"{DATASET.index(r['stage']) + 1:02d} {r['stage']}"
         assert f"| {r['stage']} | {m['in']} | {m['created']} | {m['out']} | {m['ledgered']} |" in md
 
 
-def test_dvc_plots_render_the_funnel_and_the_ifd_histogram(built, tmp_path):
+def test_dvc_plots_render_the_funnel_and_the_ifd_histogram(nc_build, tmp_path):
     proj = tmp_path / "p"
-    shutil.copytree(built, proj)
+    shutil.copytree(nc_build, proj)
     env = {"PATH": f"{BIN}:/usr/bin:/bin", "DVC_NO_ANALYTICS": "1", "HOME": str(tmp_path)}
     subprocess.run(["dvc", "init", "--no-scm", "-q"], cwd=proj, env=env, check=True)
     out = subprocess.run(["dvc", "plots", "show", "--json"], cwd=proj, env=env, check=True, capture_output=True,
@@ -64,16 +62,16 @@ def test_dvc_plots_render_the_funnel_and_the_ifd_histogram(built, tmp_path):
     assert funnel["encoding"]["x"]["field"] == "out" and funnel["encoding"]["y"]["field"] == "step"
     assert funnel["encoding"]["yOffset"]["field"] == "rev"  # revisions side by side in `dvc plots diff`
     assert {v["stage"]: int(v["out"]) for v in funnel["data"]["values"]} == \
-        {s: metrics(built, s)["out"] for s in present_stages(built)}
+        {s: metrics(nc_build, s)["out"] for s in present_stages(nc_build)}
     hist = data[paths.IFD_HIST][0]["content"]
-    assert sum(int(v["count"]) for v in hist["data"]["values"]) == metrics(built, "ifd_select")["in"]
+    assert sum(int(v["count"]) for v in hist["data"]["values"]) == metrics(nc_build, "ifd_select")["in"]
 
 
 @pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium (.ci/test installs it)")
-def test_report_html_in_headless_chromium(built):
+def test_report_html_in_headless_chromium(nc_build):
     from playwright.sync_api import sync_playwright
 
-    page_url = (built / EXPORT / layout.REPORT_HTML).resolve().as_uri()
+    page_url = (nc_build / EXPORT / layout.REPORT_HTML).resolve().as_uri()
     requested, left = [], []
 
     def route(r):
@@ -115,9 +113,9 @@ def test_report_html_in_headless_chromium(built):
         with Image.open(io.BytesIO(base64.b64decode(data))) as im:
             im.load()
             assert im.size == (i["w"], i["h"])
-    assert [row["stage"] for row in funnel] == present_stages(built)
+    assert [row["stage"] for row in funnel] == present_stages(nc_build)
     for row in funnel:
-        m = metrics(built, row["stage"])
+        m = metrics(nc_build, row["stage"])
         for k in ("in", "created", "out", "ledgered", "consumed"):
             assert int(row[k].replace(",", "")) == m[k], (row, k)
     assert review["kappa_overall"] == "0.71" and review["pending"] == "2" and review["kappa person"] == "—"
@@ -131,9 +129,9 @@ def vad_report(root: Path) -> Path:
     return Path(r.stdout.strip())
 
 
-def test_vad_report_adds_the_evaluation_only_when_it_exists(built, tmp_path):
+def test_vad_report_adds_the_evaluation_only_when_it_exists(nc_build, tmp_path):
     proj = tmp_path / "p"
-    shutil.copytree(built, proj)
+    shutil.copytree(nc_build, proj)
     stage_report = proj / EXPORT / layout.REPORT_HTML
     before = hashlib.sha256(stage_report.read_bytes()).hexdigest()
     assert '<table id="evaluation">' not in stage_report.read_text(encoding="utf-8")

@@ -1,6 +1,9 @@
 """The review app over HTTP (FastAPI's in-process client): safe by default (loopback Host names only, a token
 elsewhere, same-origin POSTs, a CSP, escaped record text), decisions appended as log lines, queues and filters,
-per-reviewer queues and the adjudicator's conflict queue, stale decisions, LLM judge hints."""
+per-reviewer queues and the adjudicator's conflict queue, stale decisions, LLM judge hints.
+
+The project is the `review_project` fixture (tests/conftest.py, support.review.make_project): the app's corpus is
+its judge-stage output, the same records as the review stage's input."""
 from __future__ import annotations
 
 import json
@@ -10,8 +13,8 @@ import pytest
 import yaml
 from fastapi.testclient import TestClient
 
-from fake_openai import FakeOpenAI
-from test_review_stage import decide, make_project, records, run, set_review, write_jsonl
+from support.fake_openai import FakeOpenAI
+from support.review import decide, records, run, set_review, write_jsonl
 from vad.core import paths
 from vad.core.record import Record
 from vad.review import log
@@ -19,17 +22,6 @@ from vad.review.app import create_app, templates
 
 BASE = "http://127.0.0.1:8765"
 ORIGIN = {"Origin": BASE}
-
-
-@pytest.fixture
-def review_project(tmp_path, monkeypatch):
-    """test_review_stage's project, with the app's corpus (the judge stage's output) beside the review stage's
-    input: the same records, as the judge stage passes hand-written ones on unchanged."""
-    root = make_project(tmp_path)
-    if not (root / paths.JUDGED).exists():
-        write_jsonl(root / paths.JUDGED, records()[0])
-    monkeypatch.chdir(root)
-    return root
 
 
 def judge_meta(recs: list[Record], **by_index: dict) -> list[Record]:

@@ -10,17 +10,15 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
-import time
 from pathlib import Path
 
-import httpx
 import pytest
 
 from conftest import ARTIFACTS, ROOT
-from test_review_stage import XSS_INSTRUCTION, XSS_OUTPUT, make_project, records, write_jsonl
+from support.review import XSS_INSTRUCTION, XSS_OUTPUT, make_project, records, write_jsonl
+from support.review_server import Server
 from vad.core import paths
 from vad.core.pipeline import DATASET
 
@@ -39,43 +37,6 @@ def _has_cjk_font() -> bool:
 
 needs_browser = pytest.mark.skipif(not (os.access(CHROMIUM, os.X_OK) and _has_cjk_font()),
                                    reason="needs /usr/bin/chromium and a CJK font (.ci/browser.sh installs them)")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """`vad review serve` in its own process, on a free port."""
-
-    def __init__(self, root: Path, reviewer: str, code_root: Path = ROOT):
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        env = {**os.environ, "PYTHONPATH": str(code_root)}
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "vad.cli", "review", "serve", "--root", str(root), "--port", str(self.port),
-             "--reviewer", reviewer], cwd=root, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-    def wait(self, timeout: float = 120) -> "Server":
-        t0 = time.monotonic()
-        while time.monotonic() - t0 < timeout:
-            if self.proc.poll() is not None:
-                raise AssertionError(f"review server exited: {self.proc.stdout.read()}")
-            try:
-                if httpx.get(self.url + "/healthz", timeout=2).status_code == 200:
-                    return self
-            except httpx.HTTPError:
-                time.sleep(0.2)
-        raise AssertionError("review server did not start")
-
-    def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
 
 
 @pytest.fixture(scope="module")

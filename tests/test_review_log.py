@@ -10,8 +10,8 @@ from pathlib import Path
 import httpx
 import pytest
 
-from test_review_browser import Server
-from test_review_stage import records, review_project  # noqa: F401 (a fixture)
+from support.review import records
+from support.review_server import Server
 from vad.review import log
 
 N_POSTS = 30  # per reviewer process

@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from fake_openai import FakeOpenAI
-from test_llm_stages_faults import (check_books, fake_model, make_pairs, run_stage, set_llm_params,  # noqa: F401
-                                    stage_env)
+from support.fake_model import fake_model
+from support.fake_openai import FakeOpenAI
+from support.llm_stages import check_books, make_pairs, run_stage, set_llm_params, write_records
 from vad.generate import translate
 from vad.llm import ParseError
 from vad.core.record import Record
@@ -143,7 +143,6 @@ def test_english_left_fires_in_the_stage(stage_env):
 
 
 def test_a_rejected_polish_keeps_the_draft(stage_env):
-    from test_llm_stages_faults import write_records
     pairs = make_pairs([("How can I help my elderly neighbour?", "BADPOLISH Visit her regularly and help with shopping.",
                          "Ignore her.")])
     write_records(stage_env / "build/select/pairs.jsonl", pairs)

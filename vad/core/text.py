@@ -32,6 +32,12 @@ def han_chars(text: str) -> set[str]:
     return set(_HAN.findall(text))
 
 
+def mark_share(text: str) -> float:
+    """Share of the non-space characters that are combining marks (Unicode M*: accents, variation selectors)."""
+    t = strip_ws(text)
+    return round(sum(unicodedata.category(c).startswith("M") for c in t) / len(t), 4) if t else 0.0
+
+
 def content_chars(text: str) -> int:
     """Characters that carry content: everything but whitespace."""
     return len(text) - len(_SPACE.findall(text))

@@ -33,7 +33,8 @@ from vad.core.config import EvolParams, LLMParams
 from vad.core.filters import declared
 from vad.core.ledger import StageRun
 from vad.core.record import Lineage, Record, normalise, record_id
-from vad.core.text import MIN_HAN_RATIO, CopyDetector, asks_something, content_chars, han_ratio, repeated_sentence
+from vad.core.text import (MIN_HAN_RATIO, CopyDetector, asks_something, content_chars, han_ratio, mark_share,
+                           repeated_sentence)
 from vad.generate.elimination import AnswerEmpty, NoGainJudge, NoGainPrecheck, RefusalShort, TemplateLeak
 from vad.generate import funnel
 from vad.generate.funnel import Funnel, TaskKey, task
@@ -153,8 +154,8 @@ def parse_answer(text: str) -> str:
     t = text.strip()
     if not t:
         raise ParseError("回答是空的")
-    if any(c.isalnum() for c in t) and han_ratio(t) < MIN_HAN_RATIO:
-        raise ParseError("回答必须用中文")
+    if (any(c.isalnum() for c in t) or mark_share(t) > 0) and han_ratio(t) < MIN_HAN_RATIO:
+        raise ParseError("回答必须用中文")  # letters or combining marks (a run of accents) but too little Han
     if repeated_sentence(t):
         raise ParseError("回答中同一句话重复了多次")
     return t

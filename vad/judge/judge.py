@@ -59,14 +59,15 @@ def run(records: list[Record], model: Categorizer, decisions: list[Decision], pa
     done = settled(made, decisions)
     preds = model.predict([text_of(r) for r in made])
     answers: dict[str, Any] = {}
-    judge = Judge(jp) if client is not None else None
+    judge = Judge(jp)  # loaded even offline: its template is a dep of the stage either way
+    judging = client is not None
     model_name = client.describe().get("model", "") if client is not None else ""
-    if judge is not None and made:
+    if judging and made:
         from vad.llm import run_tasks
 
         for res in run_tasks(client, [judge.task(r) for r in made], stage=STAGE, desc="judge", progress=progress):
             answers[res.key] = res
-    use_llm = judge is not None and llm_categorizes(cp, True)
+    use_llm = judging and llm_categorizes(cp, True)
     n = Counter()
     dropped: set[int] = set()
     for rec, pred in zip(made, preds):
@@ -90,7 +91,7 @@ def run(records: list[Record], model: Categorizer, decisions: list[Decision], pa
                                            f"categorize.min_confidence {cp.min_confidence}"), "categorizer")
         n[f"{rec.source}:category_by_{rec.meta['category_by']}"] += 1
         n[f"{rec.source}:changed_from_table"] += rec.categorization != rec.meta["category_table"]
-        if judge is None:
+        if not judging:
             continue
         v = judge.verdict(rec, res.value if res is not None and res.ok else None, model_name,
                           "" if res is None else f"{res.reason}: {res.detail}")
@@ -108,8 +109,9 @@ def run(records: list[Record], model: Categorizer, decisions: list[Decision], pa
     for rec in made:
         rec.add_op(STAGE, "categorize", by=rec.meta["category_by"], pred_by=rec.meta["category_pred"]["by"])
     kept = [r for r in records if id(r) not in dropped]
-    run.metrics.update(summary(made, cp.min_confidence, n, judge is not None, use_llm))
-    if client is not None:
+    run.metrics.update(summary(made, cp.min_confidence, n, judging, use_llm))
+    run.metrics["judge_template"] = f"{judge.template.name} v{judge.template.version}"
+    if judging:
         run.metrics["llm"] = client.stats(STAGE)
     return kept
 

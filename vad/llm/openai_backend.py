@@ -10,6 +10,7 @@ import json
 import logging
 import os
 import random
+import re
 import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -25,6 +26,19 @@ log = logging.getLogger(__name__)
 LOCAL_HOSTS = {"127.0.0.1", "localhost", "::1"}
 DUMMY_KEY = "sk-local-no-key"
 FATAL_STATUS = {401, 403, 404}
+# A credential an endpoint may echo back in an error body: the value of an Authorization / api-key header or field.
+_CREDENTIAL = re.compile(r"(?i)\b(authorization|x-api-key|api[-_]?key)(['\"]?\s*[:=]\s*['\"]?)(bearer\s+)?([^\s'\",;}]+)")
+_TOKEN = re.compile(r"[A-Za-z0-9_\-]{10,}")  # a run long enough to be (part of) a key
+REDACTED = "[redacted]"
+
+
+def redact(text: str, key: str = "") -> str:
+    """`text` without the API key, any 10+-character piece of it (an endpoint may quote the key truncated or
+    without its prefix), and any credential-looking header value, before it is logged, ledgered or cached."""
+    if key and len(key) >= 8:
+        text = text.replace(key, REDACTED)
+        text = _TOKEN.sub(lambda m: REDACTED if m.group(0) in key else m.group(0), text)
+    return _CREDENTIAL.sub(lambda m: f"{m.group(1)}{m.group(2)}{m.group(3) or ''}{REDACTED}", text)
 
 
 class BadBody(Exception):
@@ -67,6 +81,9 @@ class OpenAIClient(LLMClient):
         self._oa = openai.OpenAI(api_key=key, base_url=cfg.base_url or None, timeout=cfg.timeout_s, max_retries=0)
         del key
 
+    def _scrub(self, text: str) -> str:
+        return redact(text, str(getattr(self._oa, "api_key", "") or ""))
+
     def _key_gen(self, g: dict[str, Any]) -> dict[str, Any]:
         return {k: g[k] for k in ("temperature", "top_p", "max_new_tokens", "seed")}
 
@@ -103,7 +120,7 @@ class OpenAIClient(LLMClient):
             raise BadBody(f"message.content is {type(text).__name__}, not a string")
         usage = data.get("usage") or {}
         return Completion(
-            text=text or "",
+            text=self._scrub(text or ""),
             prompt_tokens=int(usage.get("prompt_tokens") or 0),
             completion_tokens=int(usage.get("completion_tokens") or 0),
             finish_reason=str(choice.get("finish_reason") or ""),
@@ -121,7 +138,7 @@ class OpenAIClient(LLMClient):
                 return self._call_once(req)
             except oa.APIStatusError as e:
                 status = e.status_code
-                last = f"HTTP {status}: {str(e.message)[:200]}"
+                last = f"HTTP {status}: {self._scrub(str(e.message))[:200]}"
                 if status in FATAL_STATUS:
                     abort.set()
                     raise LLMFatalError(
@@ -135,11 +152,11 @@ class OpenAIClient(LLMClient):
             except oa.APITimeoutError:
                 last = f"timeout after {self.cfg.timeout_s:g} s"
             except oa.APIConnectionError as e:
-                last = f"connection error: {e.__cause__ or e}"[:300]
+                last = self._scrub(f"connection error: {e.__cause__ or e}")[:300]
             except BadBody as e:
-                last = f"bad response body: {e}"
+                last = self._scrub(f"bad response body: {e}")
             except Exception as e:  # noqa: BLE001 - a broken transport must not escape run_tasks
-                last = f"{type(e).__name__}: {e}"[:300]
+                last = self._scrub(f"{type(e).__name__}: {e}")[:300]
             if attempt == self.cfg.max_retries:
                 break
             if wait is None:

@@ -19,13 +19,12 @@ English left in a translation is the translate stage's `translate_english_left` 
 from __future__ import annotations
 
 import re
-import unicodedata
 from collections import Counter
 from typing import Any
 
 from vad.core.filters import Drop, Filter, flag
 from vad.core.record import Record
-from vad.core.text import content_chars, refusal_phrase, repeated_sentence, strip_ws
+from vad.core.text import content_chars, mark_share, refusal_phrase, repeated_sentence, strip_ws
 
 GENERATED = ("evol", "translated")  # the sources these checks apply to
 NGRAM = 4  # characters per n-gram of the duplicated-n-gram share (Gopher's repetition measure, on characters)
@@ -59,11 +58,6 @@ def repeated_clause(text: str, min_chars: int = 3) -> str | None:
             return a
     common = Counter(clauses).most_common(1)
     return common[0][0] if common and common[0][1] >= 3 else None
-
-
-def mark_share(text: str) -> float:
-    t = strip_ws(text)
-    return round(sum(unicodedata.category(c).startswith("M") for c in t) / len(t), 4) if t else 0.0
 
 
 def _fields(rec: Record) -> list[tuple[str, str]]:
