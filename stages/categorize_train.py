@@ -9,7 +9,6 @@ STAGE = Stage(
     reads=(paths.MANUAL, paths.SELECTED, paths.REVIEW_DECISIONS),
     writes=(paths.CATEGORIZER,),
     params=("categorize.folds", "categorize.seed", "review.reasons"),
-    ledgered=False,  # vad.core.pipeline.FITTING
 )
 
 

@@ -13,7 +13,6 @@ STAGE = Stage(
     # the generate method goes through vad.llm, which takes transport settings from the llm section
     params=("eval", "llm"),
     pipeline="evaluation",
-    ledgered=False,
 )
 
 

@@ -4,7 +4,7 @@ from vad.core.stage import Stage, stage_main
 from vad.judge import judge
 from vad.judge.categorizer import Categorizer
 from vad.judge.llm_judge import TEMPLATE_FILE
-from vad.publish.review import read_decisions
+from vad.review.log import read_log
 
 STAGE = Stage(
     "judge", __doc__.split(": ", 1)[1],
@@ -24,7 +24,7 @@ def main(ctx):
         client = make_client(p.llm)
     try:
         model = Categorizer.load(ctx.root / paths.CATEGORIZER)
-        out = judge.run(ctx.read(paths.SELECTED), model, read_decisions(paths.REVIEW_DECISIONS, p.review), p,
+        out = judge.run(ctx.read(paths.SELECTED), model, read_log(paths.REVIEW_DECISIONS, dict(p.review.reasons)), p,
                         client, ctx.run)
         return ctx.finish({paths.JUDGED: out})
     finally:

@@ -211,7 +211,7 @@ def test_the_judge_is_cached_like_every_llm_call(model):
         judged(model, srv)
         first = srv.count
         judged(model, srv)
-        assert srv.count == first  # bad's unparsable answers are not cached as answers, but they were asked once
+        assert srv.count == first  # every answer (the unparsable ones too) comes from the cache the second time
 
 
 # --- the machine against the people ---------------------------------------------------------------------------------

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from vad.core import paths
+from vad.core.pipeline import UNLEDGERED
 from vad.core.errors import VadError
 
 SCRIPTS = "stages"
@@ -32,11 +33,15 @@ class Stage:
     files: tuple[str, ...] = ()               # other files its code reads (prompt templates)
     plots: tuple[tuple[str, dict[str, str]], ...] = ()  # (path, {x, y}) of plot data among its writes
     pipeline: str = ""                        # folder of its dvc.yaml: "" = the dataset, "evaluation"
-    ledgered: bool = True                     # keeps a ledger (every stage that passes records on does)
 
     @property
     def script(self) -> str:
         return f"{SCRIPTS}/{self.name}.py"
+
+    @property
+    def ledgered(self) -> bool:
+        """Keeps a ledger: every stage that passes records on does (vad.core.pipeline.UNLEDGERED do not)."""
+        return self.name not in UNLEDGERED
 
     @property
     def ledger(self) -> str:

@@ -10,7 +10,8 @@ from support.fake_openai import FakeOpenAI
 from support.llm_stages import run_stage, set_llm_params
 from vad.llm.openai_backend import REDACTED, redact
 
-SECRET = "sk-test-0123456789abcdefSECRET"
+# made up for the test (not a key of any service), assembled so it reads as what it is
+SECRET = "-".join(("fake", "api", "key", "for", "redaction", "tests"))
 
 
 class EchoingEndpoint:
@@ -24,7 +25,7 @@ class EchoingEndpoint:
             def do_POST(self):  # noqa: N802
                 self.rfile.read(int(self.headers.get("Content-Length") or 0))
                 body = json.dumps({"error": {"message": f"upstream failed for Authorization: "
-                                                        f"{self.headers.get('Authorization')} (key {SECRET[3:]})",
+                                                        f"{self.headers.get('Authorization')} (key {SECRET[5:]})",
                                              "type": "server_error"}}).encode()
                 self.send_response(500)
                 self.send_header("Content-Type", "application/json")
@@ -63,7 +64,7 @@ def test_an_endpoint_echoing_the_key_leaves_no_trace_of_it(stage_env, monkeypatc
         for f in Path(folder).rglob("*"):
             if f.is_file():
                 places[str(f)] = f.read_bytes().decode("utf-8", "replace")
-    leaked = [where for where, text in places.items() if SECRET in text or SECRET[3:] in text]
+    leaked = [where for where, text in places.items() if SECRET in text or SECRET[5:] in text]
     assert leaked == []
 
 
